@@ -1,0 +1,1 @@
+"""The imperative shell of shipguard: Faust app, topics, tables, agents, broker and CLI."""
