@@ -1,0 +1,55 @@
+"""Settings come from the environment; thresholds from one validated rules file."""
+
+import pytest
+
+from processors.config import DEFAULT_RULES_PATH, RulesError, load_rules
+from streams.config import ConfigError, load_settings
+
+
+def test_settings_have_local_defaults():
+    settings = load_settings({})
+    assert (settings.broker, settings.clock, settings.partitions) == ("kafka://127.0.0.1:9092", "wall", 8)
+    assert settings.bootstrap_servers == ["127.0.0.1:9092"]
+
+
+def test_settings_read_the_environment_and_flags_win():
+    settings = load_settings({"SHIPGUARD_CLOCK": "event", "SHIPGUARD_PARTITIONS": "4"}, clock="wall")
+    assert (settings.clock, settings.partitions) == ("wall", 4)
+
+
+@pytest.mark.parametrize("env, fragment", [
+    ({"SHIPGUARD_PARTITIONS": "many"}, "SHIPGUARD_PARTITIONS='many': expected a whole number"),
+    ({"SHIPGUARD_PARTITIONS": "0"}, "SHIPGUARD_PARTITIONS=0: expected 1..1024"),
+    ({"SHIPGUARD_CLOCK": "lunar"}, "SHIPGUARD_CLOCK='lunar': expected one of wall, event"),
+])
+def test_a_malformed_setting_names_the_variable(env, fragment):
+    with pytest.raises(ConfigError, match=fragment.replace("(", r"\(").replace(")", r"\)")):
+        load_settings(env)
+
+
+def test_the_packaged_rules_hold_the_contract_defaults():
+    rules = load_rules()
+    douyin, tiktok = rules.platform("douyin"), rules.platform("tiktok")
+    assert (douyin.ship_window_hours, douyin.ship_warning_lead_hours) == (48, 6)
+    assert (douyin.dispatch_evidence, tiktok.dispatch_evidence) == ("valid_upload", "first_scan")
+    assert rules.allowed_lateness_minutes == 10 and "新疆" in rules.very_remote_provinces
+
+
+def test_a_bad_rules_file_is_refused_with_the_offending_key_named(tmp_path):
+    bad = tmp_path / "rules.toml"
+    bad.write_text(DEFAULT_RULES_PATH.read_text(encoding="utf-8").replace(
+        "pickup_hours = 24 ", "pickup_hours = -3 "), encoding="utf-8")
+    with pytest.raises(RulesError, match=r"platforms\.douyin\.pickup_hours"):
+        load_rules(bad)
+
+
+def test_an_unknown_key_in_the_rules_file_is_refused(tmp_path):
+    bad = tmp_path / "rules.toml"
+    bad.write_text(DEFAULT_RULES_PATH.read_text(encoding="utf-8") + "\nship_windw = 3\n", encoding="utf-8")
+    with pytest.raises(RulesError, match="ship_windw"):
+        load_rules(bad)
+
+
+def test_a_missing_rules_file_says_so(tmp_path):
+    with pytest.raises(RulesError, match="cannot read rules file"):
+        load_rules(tmp_path / "nope.toml")

@@ -1,0 +1,156 @@
+"""SHIP_OVERDUE (发货超时): WARNING at ship_by - 6h, VIOLATION at ship_by, RESOLVED by a dispatch before it."""
+
+from datetime import timedelta
+
+import pytest
+
+from processors import order as rules
+from processors.config import load_rules
+from processors.order import Context
+from processors.waybill import scan_fact
+from schemas.internal import ScansForOrder
+from tests.factories import PAID, SECOND, SHIP_BY, WARN_AT, hours, order_paid, scan, upload
+
+CTX = Context(rules=load_rules(), salt="s")
+LATENESS = timedelta(minutes=10)
+
+
+def stages(step_outputs):
+    return [(o.rule, o.stage, o.occurred_at) for o in step_outputs if hasattr(o, "stage")]
+
+
+class Order:
+    """Drives one order through the pure processor and collects its warnings."""
+
+    def __init__(self, platform="douyin", **paid):
+        self.state = None
+        self.out = []
+        self.apply(order_paid(platform=platform, **paid), now=None)
+
+    def apply(self, event, now):
+        step = rules.apply(self.state, "O1", event, now, CTX)
+        self.state, self.next = step.state, step.next_deadline
+        self.out += stages(step.outputs)
+        return self
+
+    def join(self, upload_event, *scans, now=None):
+        """The waybill side's answer to a registration, with the number's history."""
+        self.apply(ScansForOrder(order_id="O1", waybill_no=upload_event.waybill_no, join_for=upload_event.event_id,
+                                 scans=tuple(scan_fact(s) for s in scans)), now)
+        return self
+
+    def at(self, now):
+        step = rules.on_time(self.state, now, CTX)
+        self.state, self.next = step.state, step.next_deadline
+        self.out += stages(step.outputs)
+        return self
+
+
+def test_an_order_never_dispatched_warns_six_hours_before_ship_by_and_violates_at_ship_by():
+    o = Order()
+    assert o.next == WARN_AT
+    o.at(WARN_AT)
+    assert o.out == [("SHIP_OVERDUE", "WARNING", WARN_AT)]
+    o.at(SHIP_BY)
+    assert o.out[-1] == ("SHIP_OVERDUE", "VIOLATION", SHIP_BY)
+
+
+def test_nothing_fires_one_second_before_the_warning_time():
+    o = Order().at(WARN_AT - SECOND)
+    assert o.out == [] and o.next == WARN_AT
+
+
+def test_a_valid_upload_strictly_before_the_warning_time_prevents_it():
+    up = upload(at=WARN_AT - SECOND)
+    o = Order().apply(up, None).join(up).at(SHIP_BY + hours(1))
+    assert o.out == []
+
+
+def test_an_upload_exactly_at_the_warning_time_does_not_prevent_it_but_resolves_it():
+    up = upload(at=WARN_AT)
+    o = Order().apply(up, None).join(up).at(WARN_AT)
+    assert o.out == [("SHIP_OVERDUE", "WARNING", WARN_AT), ("SHIP_OVERDUE", "RESOLVED", WARN_AT)]
+
+
+def test_an_upload_one_second_before_ship_by_resolves_the_warning_at_the_upload_time():
+    o = Order().at(WARN_AT)
+    up = upload(at=SHIP_BY - SECOND)
+    o.apply(up, SHIP_BY - SECOND - LATENESS).join(up).at(SHIP_BY + hours(2))
+    assert o.out == [("SHIP_OVERDUE", "WARNING", WARN_AT), ("SHIP_OVERDUE", "RESOLVED", SHIP_BY - SECOND)]
+
+
+def test_an_upload_exactly_at_ship_by_is_too_late_and_the_violation_stands():
+    o = Order().at(WARN_AT)
+    up = upload(at=SHIP_BY)
+    o.apply(up, None).join(up).at(SHIP_BY)
+    assert o.out == [("SHIP_OVERDUE", "WARNING", WARN_AT), ("SHIP_OVERDUE", "VIOLATION", SHIP_BY)]
+
+
+def test_an_invalid_number_is_not_a_dispatch_on_douyin():
+    up = upload(number="SF12345", at=PAID + hours(1))
+    o = Order().apply(up, None).join(up).at(SHIP_BY)
+    assert [s[1] for s in o.out] == ["WARNING", "VIOLATION"]
+
+
+def test_a_self_pickup_upload_counts_as_dispatch():
+    up = upload(number=None, carrier="SELF_PICKUP", at=PAID + hours(1))
+    o = Order().apply(up, None).at(SHIP_BY)
+    assert o.out == []
+
+
+def test_tiktok_counts_the_first_carrier_scan_not_the_upload():
+    up = upload(at=PAID + hours(1))
+    o = Order(platform="tiktok").apply(up, None).join(up).at(WARN_AT)
+    assert o.out == [("SHIP_OVERDUE", "WARNING", WARN_AT)]
+    first = scan(at=WARN_AT + hours(2))
+    o.apply(ScansForOrder(order_id="O1", waybill_no=up.waybill_no,
+                          scans=(scan_fact(first),)),
+            WARN_AT + hours(2)).at(SHIP_BY)
+    assert o.out[-1] == ("SHIP_OVERDUE", "RESOLVED", WARN_AT + hours(2))
+
+
+def test_on_tiktok_a_scan_before_the_upload_dispatches_at_the_upload_time():
+    early = scan(at=PAID + hours(1))
+    up = upload(at=WARN_AT + hours(1))
+    o = Order(platform="tiktok").at(WARN_AT).apply(up, None).join(up, early)
+    assert o.out[-1] == ("SHIP_OVERDUE", "RESOLVED", WARN_AT + hours(1))
+
+
+def test_an_explicit_ship_by_replaces_the_ship_window():
+    ship_by = PAID + hours(100)
+    o = Order(presale=True, ship_by=ship_by.isoformat()).at(SHIP_BY)
+    assert o.out == [] and o.next == ship_by - hours(6)
+
+
+def test_a_duplicate_order_paid_has_no_second_effect():
+    o = Order()
+    before = o.state
+    o.apply(order_paid(), None)
+    assert o.state == before
+
+
+def test_timers_wait_while_a_scan_history_is_on_its_way():
+    up = upload(at=WARN_AT - hours(1))
+    o = Order(platform="tiktok").apply(up, None).at(SHIP_BY + hours(5))
+    assert o.out == [], "no stage may fire before the waybill side has answered"
+    o.join(up, scan(at=PAID + hours(2))).at(SHIP_BY + hours(5))
+    assert o.out == []
+
+
+def test_a_late_upload_after_the_violation_changes_nothing():
+    o = Order().at(SHIP_BY)
+    up = upload(at=SHIP_BY - hours(1))
+    o.apply(up, SHIP_BY).join(up, now=SHIP_BY)
+    assert [s[1] for s in o.out] == ["WARNING", "VIOLATION"]
+
+
+def test_the_order_state_is_deleted_thirty_days_after_its_last_activity():
+    o = Order().at(SHIP_BY)
+    assert o.next == PAID + timedelta(days=30)
+    o.at(PAID + timedelta(days=30))
+    assert o.state is None
+
+
+@pytest.mark.parametrize("platform", ["douyin", "taobao", "tiktok"])
+def test_every_platform_uses_a_48_hour_ship_window_by_default(platform):
+    assert Order(platform=platform).next == PAID + hours(42)
