@@ -10,9 +10,11 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 from typing import Any, Iterable, Optional
 
 from schemas.state import Emitted
+from schemas.types import format_time
 
 BEIJING = timezone(timedelta(hours=8))
 SEVERITY = {"WARNING": "medium", "VIOLATION": "high", "RESOLVED": "low"}
@@ -74,6 +76,19 @@ def new_stages(stages: Iterable[StageOut], emitted: Iterable[Emitted]) -> list[S
             fresh[key] = stage
     order = {"WARNING": 0, "VIOLATION": 1, "RESOLVED": 1}
     return sorted(fresh.values(), key=lambda s: (s.occurred_at, order[s.stage], s.rule, s.warning_id))
+
+
+def to_wire(value: Any) -> Any:
+    """Evidence as the contract writes it: instants in UTC with Z, money as decimal strings."""
+    if isinstance(value, datetime):
+        return format_time(value)
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: to_wire(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_wire(v) for v in value]
+    return value
 
 
 def earliest(*times: Optional[datetime]) -> Optional[datetime]:

@@ -22,7 +22,7 @@ from processors import ship_overdue
 from processors.carriers import is_valid_waybill
 from processors.config import RulesConfig
 from processors.geo import normalise_city, normalise_province
-from processors.lifecycle import SEVERITY, RuleResult, StageOut, earliest, new_stages
+from processors.lifecycle import SEVERITY, RuleResult, StageOut, earliest, new_stages, to_wire
 from processors.pii import mask_name, mask_phone, recipient_hash
 from schemas.events import CancellationRequested, OrderPaid, WaybillUploaded
 from schemas.internal import RegisterUpload, ScansForOrder
@@ -154,7 +154,7 @@ def _evaluate(state: OrderState, now: Optional[datetime], ctx: Context) -> Step:
 def _warning(state: OrderState, stage: StageOut) -> ViolationWarning:
     facts = state.facts
     assert facts is not None
-    evidence = dict(stage.evidence)
+    evidence = to_wire(stage.evidence)
     evidence.setdefault("recipient", {"name": facts.masked_name, "phone": facts.masked_phone,
                                       "province": facts.province, "city": facts.city})
     return ViolationWarning(

@@ -154,3 +154,11 @@ def test_the_order_state_is_deleted_thirty_days_after_its_last_activity():
 @pytest.mark.parametrize("platform", ["douyin", "taobao", "tiktok"])
 def test_every_platform_uses_a_48_hour_ship_window_by_default(platform):
     assert Order(platform=platform).next == PAID + hours(42)
+
+
+def test_evidence_shows_the_thresholds_and_writes_times_in_utc():
+    step = rules.on_time(Order().state, WARN_AT, CTX)
+    (warning,) = step.outputs
+    assert warning.evidence["ship_by"] == "2026-03-04T02:00:00Z"
+    assert warning.evidence["ship_window_hours"] == 48 and warning.evidence["warning_lead_hours"] == 6
+    assert warning.evidence["recipient"] == {"name": "张*", "phone": "138****5678", "province": "浙江", "city": "杭州"}

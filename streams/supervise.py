@@ -1,0 +1,161 @@
+"""Run and watch a worker process: used by `shipguard demo` (make run) and the integration tests.
+
+`WorkerProcess` starts `shipguard worker` with its own environment and log file, waits until it
+logs that it is ready (table recovery done, partitions assigned), and stops it without leaving
+a process behind. `wait_idle` waits until the worker's consumer group has committed every input
+and internal record; `read_topic` reads a topic from the beginning.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Iterable, Optional, Sequence
+
+from schemas import codec
+from streams import topics as T
+
+READY_MARK = "shipguard worker ready"
+
+
+class WorkerFailed(RuntimeError):
+    """The worker exited or did not become ready; the message carries its log tail."""
+
+
+class WorkerProcess:
+    """A `shipguard worker` subprocess with a log file."""
+
+    def __init__(self, broker_url: str, log_path: Path, *, clock: str = "event", app_id: str = "shipguard",
+                 partitions: int = 8, web_port: int = 6066, data_dir: Optional[Path] = None,
+                 extra_env: Optional[dict[str, str]] = None) -> None:
+        self.log_path = log_path
+        self.env = {**os.environ, "SHIPGUARD_BROKER": broker_url, "SHIPGUARD_CLOCK": clock,
+                    "SHIPGUARD_APP_ID": app_id, "SHIPGUARD_PARTITIONS": str(partitions),
+                    "SHIPGUARD_WEB_PORT": str(web_port), "PYTHONUNBUFFERED": "1",
+                    "SHIPGUARD_DATA_DIR": str(data_dir or log_path.parent / f"{app_id}-data"),
+                    **(extra_env or {})}
+        repo = str(Path(__file__).resolve().parents[1])
+        self.env["PYTHONPATH"] = os.pathsep.join(p for p in (repo, os.environ.get("PYTHONPATH")) if p)
+        self.process: Optional[subprocess.Popen] = None
+        self.started_at = 0.0
+        self.ready_after: Optional[float] = None
+
+    def start(self, timeout: float = 60.0) -> "WorkerProcess":
+        """Spawn the worker and wait until it is ready (raises WorkerFailed with its log tail)."""
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")
+        self.started_at = time.monotonic()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", "worker"], env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True)
+        log.close()
+        deadline = self.started_at + timeout
+        while time.monotonic() < deadline:
+            if READY_MARK in self.log_text():
+                self.ready_after = time.monotonic() - self.started_at
+                return self
+            if self.process.poll() is not None:
+                raise WorkerFailed(f"worker exited with {self.process.returncode}:\n{self.log_tail()}")
+            time.sleep(0.1)
+        self.stop()
+        raise WorkerFailed(f"worker not ready after {timeout:.0f}s:\n{self.log_tail()}")
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def log_tail(self, lines: int = 30) -> str:
+        return "\n".join(self.log_text().splitlines()[-lines:])
+
+    def stop(self, grace: float = 15.0) -> None:
+        """SIGTERM, then SIGKILL after `grace` seconds; the whole process group goes."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        try:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=5)
+        except ProcessLookupError:
+            pass
+
+    def kill(self) -> None:
+        """SIGKILL at once (crash tests)."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=5)
+
+    def __enter__(self) -> "WorkerProcess":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def consumed_topics(app_id: str) -> tuple[str, ...]:
+    """Every topic the worker consumes: the inputs and its internal feeds."""
+    return T.INPUT_TOPICS + T.internal_topics(app_id)
+
+
+def group_lag(bootstrap: Sequence[str], group: str, topics: Iterable[str]) -> int:
+    """Records not yet committed by `group` over `topics` (real end offsets, not ListOffsets)."""
+    from kafka import KafkaAdminClient
+
+    from streams.admin import end_offsets
+
+    admin = KafkaAdminClient(bootstrap_servers=list(bootstrap), client_id="shipguard-lag")
+    try:
+        offsets = admin.list_group_offsets(group).get(group, {})
+        committed = {(tp.topic, tp.partition): meta.offset for tp, meta in offsets.items()}
+    finally:
+        admin.close()
+    lag = 0
+    for topic in topics:
+        for partition, end in end_offsets(bootstrap, topic).items():
+            lag += max(0, end - max(0, committed.get((topic, partition), 0)))
+    return lag
+
+
+def wait_idle(bootstrap: Sequence[str], app_id: str, timeout: float = 60.0, settle: float = 1.0) -> float:
+    """Wait until the worker has committed every record it consumes, twice `settle` apart."""
+    started = time.monotonic()
+    topics = consumed_topics(app_id)
+    while time.monotonic() - started < timeout:
+        if group_lag(bootstrap, app_id, topics) == 0:
+            time.sleep(settle)
+            if group_lag(bootstrap, app_id, topics) == 0:
+                return time.monotonic() - started
+        time.sleep(0.2)
+    raise TimeoutError(f"worker still has unprocessed records after {timeout:.0f}s")
+
+
+def read_topic(bootstrap: Sequence[str], topic: str, timeout: float = 2.0) -> list[dict]:
+    """Every value on `topic` from the beginning, decoded (waits `timeout` for stragglers)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    from streams.admin import end_offsets
+
+    ends = end_offsets(bootstrap, topic)
+    consumer = KafkaConsumer(bootstrap_servers=list(bootstrap), enable_auto_commit=False,
+                             client_id="shipguard-reader", consumer_timeout_ms=int(timeout * 1000))
+    try:
+        partitions = [TopicPartition(topic, p) for p in ends]
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        values, remaining = [], sum(ends.values())
+        deadline = time.monotonic() + timeout + 10
+        while remaining > 0 and time.monotonic() < deadline:
+            for records in consumer.poll(timeout_ms=500).values():
+                for record in records:
+                    values.append(codec.loads(record.value))
+                    remaining -= 1
+        return values
+    finally:
+        consumer.close()
