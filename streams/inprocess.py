@@ -53,7 +53,7 @@ class InProcessEngine:
             orders=StateStore(self.orders, lambda p, k, v: self.changelog.append(("orders", p, k, v))),
             waybills=StateStore(self.waybills, lambda p, k, v: self.changelog.append(("waybills", p, k, v))),
             send=self._send, assigned=self._assigned, caught_up=self._caught_up,
-            wall_now=wall_now or (lambda: FIXED_WALL))
+            wall_now=wall_now or (lambda: FIXED_WALL), in_band_marks=False)
         self._queue: list[Record] = []
 
     # -- the loopback log ------------------------------------------------------------------

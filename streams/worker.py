@@ -139,7 +139,8 @@ class Shell:
                  send: Callable[[list[Outgoing]], Awaitable[None]],
                  assigned: Callable[[], Iterable[Hashable]],
                  caught_up: Callable[[Hashable], bool],
-                 wall_now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 wall_now: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 in_band_marks: bool = True) -> None:
         self.ctx = ctx
         self.clock_mode = clock_mode
         self.partitions = partitions
@@ -157,6 +158,9 @@ class Shell:
         self.processed: dict[tuple[str, int], int] = {}
         self.metrics = Metrics()
         self.last_mark: Optional[datetime] = None
+        # False only where forwards are delivered synchronously (streams.inprocess): then the
+        # order side cannot run ahead of the waybill side and needs no in-band watermarks.
+        self.in_band_marks = in_band_marks
 
     # ---- time -----------------------------------------------------------------------------
     def local_time(self) -> Optional[datetime]:
@@ -166,15 +170,16 @@ class Shell:
         external = [tp for tp in self.assigned() if tp[0] in self.external]
         return self.clock.local_time(external, self.caught_up)
 
-    def order_horizon(self) -> Optional[datetime]:
+    def order_horizon(self, local: Optional[datetime] = None) -> Optional[datetime]:
         """The order side's timer horizon: stream time (bounded by the waybill side) - lateness."""
         if self.clock_mode == "wall":
             return self.wall_now() - self.ctx.rules.allowed_lateness
-        feeds = sorted(p for topic, p in self.assigned() if topic == self.order_feed)
-        local = self.local_time()
-        remote = self.clock.remote_bound(feeds)
-        candidate = None if local is None or remote is None else min(local, remote)
-        current = self.clock.advance(candidate)
+        local = self.local_time() if local is None else local
+        if self.in_band_marks:
+            feeds = sorted(p for topic, p in self.assigned() if topic == self.order_feed)
+            remote = self.clock.remote_bound(feeds)
+            local = None if local is None or remote is None else min(local, remote)
+        current = self.clock.advance(local)
         return current - self.ctx.rules.allowed_lateness if current else None
 
     def _observe(self, record: Record, at: Optional[datetime]) -> None:
@@ -325,13 +330,14 @@ class Shell:
         """Stream time may have moved: publish the waybill-side watermark, fire due timers."""
         out: list[Outgoing] = []
         local = self.local_time()
-        if self.clock_mode == "event" and local is not None and (self.last_mark is None or local > self.last_mark):
+        if self.in_band_marks and self.clock_mode == "event" and local is not None \
+                and (self.last_mark is None or local > self.last_mark):
             sources = sorted(p for topic, p in self.assigned() if topic == T.TRACKING_SCANS)
             if sources:
                 self.last_mark = local
                 mark = codec.dumps(Watermark(sources=tuple(sources), at=local))
                 out.extend(Outgoing(self.order_feed, None, mark, partition=p) for p in range(self.partitions))
-        horizon = self.order_horizon()
+        horizon = self.order_horizon(local)
         if horizon is not None:
             for order_id in self.order_deadlines.pop_due(horizon):
                 state = self.orders.get(order_id)
