@@ -184,10 +184,12 @@ def apply(state: Optional[OrderState], order_id: str, event: OrderEvent,
 
 
 def on_time(state: OrderState, now: datetime, ctx: Context) -> Step:
-    """Stream time moved: fire due stages, or delete the order once its retention has passed."""
-    if state.last_activity is not None and now >= state.last_activity + ctx.rules.order_retention:
-        return Step(None, [], None)
-    return _evaluate(state, now, ctx)
+    """Stream time moved: fire due stages; once retention has passed, delete the order after them."""
+    step = _evaluate(state, now, ctx)
+    expired = state.last_activity is not None and now >= state.last_activity + ctx.rules.order_retention
+    if expired and not state.joins_pending:  # a history on its way may still bring stages
+        return Step(None, step.outputs, None)
+    return step
 
 
 def next_deadline(state: OrderState, ctx: Context) -> Optional[datetime]:

@@ -50,16 +50,17 @@ class ScansForOrder(StateModel):
 
 
 class Watermark(StateModel):
-    """Waybill side -> every order-feed partition: all scans of `sources` read before `at` were sent."""
+    """One side -> every partition of the other side's feed: all it read from its input
+    partitions `sources` with event time up to `at` has been handled and its messages sent."""
 
     kind: Literal["wm"] = "wm"
     sources: tuple[int, ...]
     at: Time
 
 
-WaybillFeed = Union[RegisterUpload, Rekeyed]
+WaybillFeed = Union[RegisterUpload, Rekeyed, Watermark]
 OrderFeed = Union[ScansForOrder, Rekeyed, Watermark]
-WAYBILL_FEED_KINDS = {"register": RegisterUpload, "rekeyed": Rekeyed}
+WAYBILL_FEED_KINDS = {"register": RegisterUpload, "rekeyed": Rekeyed, "wm": Watermark}
 ORDER_FEED_KINDS = {"scans": ScansForOrder, "rekeyed": Rekeyed, "wm": Watermark}
 __all__ = ["RegisterUpload", "Rekeyed", "ScansForOrder", "Watermark", "WaybillFeed", "OrderFeed",
            "WAYBILL_FEED_KINDS", "ORDER_FEED_KINDS", "Field"]

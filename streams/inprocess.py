@@ -52,7 +52,7 @@ class InProcessEngine:
             ctx=Context(rules=rules, salt=salt), clock_mode=clock, partitions=partitions, app_id=app_id,
             orders=StateStore(self.orders, lambda p, k, v: self.changelog.append(("orders", p, k, v))),
             waybills=StateStore(self.waybills, lambda p, k, v: self.changelog.append(("waybills", p, k, v))),
-            send=self._send, assigned=self._assigned, caught_up=self._caught_up,
+            send=self._send, assigned=self._assigned, end_offsets=self._end_offsets, start_offset=lambda tp: 0,
             wall_now=wall_now or (lambda: FIXED_WALL), in_band_marks=False)
         self._queue: list[Record] = []
 
@@ -61,9 +61,8 @@ class InProcessEngine:
         consumed = self.order_topics | self.waybill_topics
         return [(topic, p) for topic in consumed for p in range(self.partitions)]
 
-    def _caught_up(self, key: Any) -> bool:
-        topic, partition = key
-        return self.read.get(key, 0) >= len(self.log[topic][partition])
+    async def _end_offsets(self, tps: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        return {(topic, p): len(self.log[topic][p]) for topic, p in tps}
 
     def _append(self, topic: str, key: Optional[bytes], value: bytes, partition: Optional[int]) -> Record:
         if partition is None:

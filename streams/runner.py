@@ -57,7 +57,7 @@ def run_worker(broker: Optional[str] = None, clock: Optional[str] = None) -> int
     compat.create_topics_up_front(settings)
     log.info("shipguard worker starting: broker=%s embedded=%s clock=%s partitions=%d",
              settings.broker, embedded, settings.clock, settings.partitions)
-    built = build_app(settings, rules, compat.faust_settings(embedded))
+    built = build_app(settings, rules, compat.faust_settings(embedded), embedded=embedded)
     compat.apply(built.app, embedded)
 
     async def _quiet() -> None:

@@ -9,7 +9,9 @@ No business rule lives here.
 
 from __future__ import annotations
 
+import asyncio
 import heapq
+import time
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
@@ -20,7 +22,7 @@ from pydantic import ValidationError
 
 from processors import order as order_rules
 from processors import waybill as waybill_rules
-from processors.watermark import StreamClock
+from processors.watermark import SideClock, StreamClock
 from schemas import codec
 from schemas.codec import BadInput
 from schemas.events import ClockTick, OrderPaid, ParcelScanned, WireModel
@@ -138,7 +140,8 @@ class Shell:
                  orders: StateStore, waybills: StateStore,
                  send: Callable[[list[Outgoing]], Awaitable[None]],
                  assigned: Callable[[], Iterable[Hashable]],
-                 caught_up: Callable[[Hashable], bool],
+                 end_offsets: Callable[[list[tuple[str, int]]], Awaitable[dict[tuple[str, int], int]]],
+                 start_offset: Callable[[tuple[str, int]], int],
                  wall_now: Callable[[], datetime] = lambda: datetime.now(UTC),
                  in_band_marks: bool = True) -> None:
         self.ctx = ctx
@@ -150,9 +153,16 @@ class Shell:
         self.waybills = waybills
         self.send = send
         self.assigned = assigned
-        self.caught_up = caught_up
+        self.end_offsets = end_offsets
+        self.start_offset = start_offset
+        self.ends: dict[tuple[str, int], int] = {}
+        # One batch or tick at a time: a watermark must never be enqueued between a batch's
+        # processing (which marks its records read) and the sending of that batch's forwards.
+        self.lock = asyncio.Lock()
         self.wall_now = wall_now
         self.clock = StreamClock(source_partitions=partitions)
+        self.order_clock = SideClock()
+        self.waybill_clock = SideClock()
         self.order_deadlines = Deadlines()
         self.waybill_deadlines = Deadlines()
         self.processed: dict[tuple[str, int], int] = {}
@@ -163,23 +173,56 @@ class Shell:
         self.in_band_marks = in_band_marks
 
     # ---- time -----------------------------------------------------------------------------
-    def local_time(self) -> Optional[datetime]:
-        """Stream time from the external partitions this worker reads."""
+    def caught_up(self, tp: tuple[str, int], processed: Optional[dict] = None) -> bool:
+        """True when every record of `tp` up to its confirmed end offset has been processed."""
+        end = self.ends.get(tp)
+        if end is None:
+            return False
+        done = (processed if processed is not None else self.processed).get(tp)
+        return (done + 1 if done is not None else self.start_offset(tp)) >= end
+
+    async def confirmed_local_time(self) -> Optional[datetime]:
+        """Stream time from the external partitions, with "caught up" confirmed by the broker.
+
+        A consumer's cached high-water mark can be older than records already published (a
+        partition whose next fetch is pending), so trusting it lets stream time jump past unread
+        records. We snapshot what was processed, then ask for the real end offsets: records
+        published before anything in the snapshot are counted in them.
+        """
         if self.clock_mode == "wall":
             return self.wall_now()
         external = [tp for tp in self.assigned() if tp[0] in self.external]
-        return self.clock.local_time(external, self.caught_up)
+        processed, latest = dict(self.processed), dict(self.clock.latest)
+        asked = time.monotonic()
+        self.ends = await self.end_offsets(external)  # type: ignore[arg-type]
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("end offsets of %d partitions in %.1f ms", len(external), (time.monotonic() - asked) * 1000)
+        return self.clock.local_time(external, lambda tp: self.caught_up(tp, processed), latest)
 
-    def order_horizon(self, local: Optional[datetime] = None) -> Optional[datetime]:
-        """The order side's timer horizon: stream time (bounded by the waybill side) - lateness."""
+    def _horizon(self, side: SideClock, feed: str, local: Optional[datetime]) -> Optional[datetime]:
+        """A side's timer horizon: its stream time, bounded by the other side's marks, - lateness."""
         if self.clock_mode == "wall":
             return self.wall_now() - self.ctx.rules.allowed_lateness
-        local = self.local_time() if local is None else local
         if self.in_band_marks:
-            feeds = sorted(p for topic, p in self.assigned() if topic == self.order_feed)
+            feeds = [(topic, p) for topic, p in self.assigned() if topic == feed]
             remote = self.clock.remote_bound(feeds)
             local = None if local is None or remote is None else min(local, remote)
-        current = self.clock.advance(local)
+        current = side.advance(local)
+        return current - self.ctx.rules.allowed_lateness if current else None
+
+    def order_horizon(self, local: Optional[datetime]) -> Optional[datetime]:
+        """Order timers wait for the waybill side's marks: no deadline before its scans arrive."""
+        return self._horizon(self.order_clock, self.order_feed, local)
+
+    def waybill_horizon(self, local: Optional[datetime]) -> Optional[datetime]:
+        """Waybill expiry waits for the order side's marks: no number expires under a registration."""
+        return self._horizon(self.waybill_clock, self.waybill_feed, local)
+
+    def current_horizon(self) -> Optional[datetime]:
+        """The horizon as of the last tick (events are applied against it; timers fire in tick)."""
+        if self.clock_mode == "wall":
+            return self.wall_now() - self.ctx.rules.allowed_lateness
+        current = self.order_clock.current
         return current - self.ctx.rules.allowed_lateness if current else None
 
     def _observe(self, record: Record, at: Optional[datetime]) -> None:
@@ -187,7 +230,7 @@ class Shell:
         if at is None:
             return
         self.clock.observe((record.topic, record.partition), at)
-        current = self.clock.current
+        current = self.order_clock.current
         if self.clock_mode == "event" and current is not None \
                 and at < current - self.ctx.rules.allowed_lateness:
             self.metrics.late_events += 1
@@ -215,17 +258,21 @@ class Shell:
     # ---- order side -----------------------------------------------------------------------
     async def order_batch(self, records: list[Record]) -> None:
         """Apply a batch of order-side records, persist dirty orders, emit, then fire timers."""
+        async with self.lock:
+            await self._order_batch(records)
+
+    async def _order_batch(self, records: list[Record]) -> None:
         out: list[Outgoing] = []
         dirty: dict[str, order_rules.OrderState] = {}
         dirty_partition: dict[str, int] = {}
-        horizon = self.order_horizon()
+        horizon = self.current_horizon()
         for record in records:
             self.metrics.consumed[record.topic] += 1
             try:
                 if record.topic == self.order_feed:
                     message = self._internal(record, ORDER_FEED_KINDS)
                     if isinstance(message, Watermark):
-                        self.clock.observe_remote(record.partition, message.sources, message.at)
+                        self.clock.observe_remote((record.topic, record.partition), message.sources, message.at)
                         continue
                     if isinstance(message, Rekeyed):
                         message = codec.decode_input(message.topic, codec.dumps(message.value))
@@ -248,6 +295,9 @@ class Shell:
             step = order_rules.apply(state, order_id, message, horizon, self.ctx)
             if step.state is state and not step.outputs:
                 self.metrics.duplicates += int(state is not None and order_rules.event_id(message) in state.seen)
+            if step.outputs and log.isEnabledFor(logging.DEBUG):
+                log.debug("event order=%s topic=%s horizon=%s pending=%s scans=%d", order_id, record.topic, horizon,
+                          step.state and step.state.joins_pending, step.state and len(step.state.scans))
             dirty[order_id] = step.state  # type: ignore[assignment]
             dirty_partition[order_id] = record.partition
             self.order_deadlines.set(order_id, step.next_deadline)
@@ -255,7 +305,7 @@ class Shell:
         for order_id, state in dirty.items():
             self._put_order(order_id, state, dirty_partition[order_id])
         await self._emit(out)
-        await self.tick()
+        await self._tick()
 
     def _rekey(self, topic: str, key: str, message: WireModel) -> Outgoing:
         """A record under the wrong key goes back through the feed under its real key."""
@@ -284,6 +334,10 @@ class Shell:
     # ---- waybill side ---------------------------------------------------------------------
     async def waybill_batch(self, records: list[Record]) -> None:
         """Apply a batch of scans and registrations, persist dirty numbers, forward to orders."""
+        async with self.lock:
+            await self._waybill_batch(records)
+
+    async def _waybill_batch(self, records: list[Record]) -> None:
         out: list[Outgoing] = []
         dirty: dict[str, Any] = {}
         dirty_partition: dict[str, int] = {}
@@ -292,6 +346,9 @@ class Shell:
             try:
                 if record.topic == self.waybill_feed:
                     message = self._internal(record, WAYBILL_FEED_KINDS)
+                    if isinstance(message, Watermark):
+                        self.clock.observe_remote((record.topic, record.partition), message.sources, message.at)
+                        continue
                     if isinstance(message, Rekeyed):
                         message = codec.decode_input(message.topic, codec.dumps(message.value))
                 else:
@@ -318,7 +375,7 @@ class Shell:
         for number, state in dirty.items():
             self._put_waybill(number, state, dirty_partition[number])
         await self._emit(out)
-        await self.tick()
+        await self._tick()
 
     def _put_waybill(self, number: str, state: Any, partition: int) -> None:
         if state is not None and state.partition != partition:
@@ -328,27 +385,43 @@ class Shell:
     # ---- timers ---------------------------------------------------------------------------
     async def tick(self) -> None:
         """Stream time may have moved: publish the waybill-side watermark, fire due timers."""
+        async with self.lock:
+            await self._tick()
+
+    async def _tick(self) -> None:
         out: list[Outgoing] = []
-        local = self.local_time()
+        local = await self.confirmed_local_time()
         if self.in_band_marks and self.clock_mode == "event" and local is not None \
                 and (self.last_mark is None or local > self.last_mark):
-            sources = sorted(p for topic, p in self.assigned() if topic == T.TRACKING_SCANS)
-            if sources:
+            owned = {topic: sorted(p for t, p in self.assigned() if t == topic)
+                     for topic in (T.TRACKING_SCANS, T.WAYBILL_UPLOADED)}
+            if owned[T.TRACKING_SCANS] or owned[T.WAYBILL_UPLOADED]:
                 self.last_mark = local
-                mark = codec.dumps(Watermark(sources=tuple(sources), at=local))
-                out.extend(Outgoing(self.order_feed, None, mark, partition=p) for p in range(self.partitions))
+                # to the order side: scans read up to `local` were forwarded; to the waybill
+                # side: registrations caused by events read up to `local` were sent
+                for feed, sources in ((self.order_feed, owned[T.TRACKING_SCANS]),
+                                      (self.waybill_feed, owned[T.WAYBILL_UPLOADED])):
+                    mark = codec.dumps(Watermark(sources=tuple(sources), at=local))
+                    out.extend(Outgoing(feed, None, mark, partition=p) for p in range(self.partitions))
         horizon = self.order_horizon(local)
+        if log.isEnabledFor(logging.DEBUG):
+            feeds = [(topic, p) for topic, p in self.assigned() if topic == self.order_feed]
+            log.debug("clock local=%s remote=%s horizon=%s lagging=%s", local, self.clock.remote_bound(feeds),
+                      horizon, [tp for tp in self.assigned() if tp[0] in self.external and not self.caught_up(tp)][:5])
         if horizon is not None:
             for order_id in self.order_deadlines.pop_due(horizon):
                 state = self.orders.get(order_id)
                 if state is None:
                     continue
                 step = order_rules.on_time(state, horizon, self.ctx)
+                if step.outputs and log.isEnabledFor(logging.DEBUG):
+                    log.debug("timer order=%s horizon=%s pending=%s scans=%d", order_id, horizon,
+                              state.joins_pending, len(state.scans))
                 self._put_order(order_id, step.state, state.partition)
                 self.order_deadlines.set(order_id, step.next_deadline)
                 out.extend(self._route(order_id, step.outputs))
-        if local is not None:
-            waybill_now = local - self.ctx.rules.allowed_lateness
+        waybill_now = self.waybill_horizon(local)
+        if waybill_now is not None:
             for number in self.waybill_deadlines.pop_due(waybill_now):
                 state = self.waybills.get(number)
                 if state is None:

@@ -162,3 +162,13 @@ def test_evidence_shows_the_thresholds_and_writes_times_in_utc():
     assert warning.evidence["ship_by"] == "2026-03-04T02:00:00Z"
     assert warning.evidence["ship_window_hours"] == 48 and warning.evidence["warning_lead_hours"] == 6
     assert warning.evidence["recipient"] == {"name": "张*", "phone": "138****5678", "province": "浙江", "city": "杭州"}
+
+
+def test_an_order_waiting_for_its_scan_history_is_not_deleted_at_retention_and_fires_once_it_arrives():
+    up = upload(number="SF12345", at=PAID + hours(1))
+    o = Order().apply(up, None).at(PAID + timedelta(days=40))
+    assert o.state is not None and o.out == []
+    o.join(up, now=PAID + timedelta(days=40))
+    assert [s[1] for s in o.out] == ["WARNING", "VIOLATION"]
+    o.at(PAID + timedelta(days=40))
+    assert o.state is None
