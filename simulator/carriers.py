@@ -1,35 +1,19 @@
 """Carriers and their waybill numbers: valid ones per the contract's formats, and typical mistakes.
 
-`FORMATS` is the contract's table of waybill formats, checked against the normalised number
-(upper-cased, spaces stripped, as `schemas.types.normalise_waybill` does on every topic).
+The formats are the worker's own table (`processors.carriers`), checked against the normalised
+number (upper-cased, spaces stripped, as `schemas.types.normalise_waybill` does on every topic).
 """
 
 from __future__ import annotations
 
 import random
-import re
 from typing import Callable, Optional
 
+from processors.carriers import is_valid_waybill as format_ok
 from schemas.types import normalise_waybill
 
 CARRIERS = ("SF", "ZTO", "YTO", "STO", "YUNDA", "JT", "JD", "EMS", "DEPPON", "OTHER")
 SELF_PICKUP = "SELF_PICKUP"
-
-FORMATS: dict[str, tuple[re.Pattern[str], ...]] = {
-    carrier: tuple(re.compile(p) for p in patterns)
-    for carrier, patterns in {
-        "SF": (r"^SF[0-9A-Z]\d{12}$",),
-        "ZTO": (r"^7[3-68]\d{12}$", r"^\d{12}$"),
-        "YTO": (r"^YT\d{13}$",),
-        "STO": (r"^(77|88|99)\d{13}$",),
-        "YUNDA": (r"^[34]\d{14}$", r"^5\d{12}$"),
-        "JT": (r"^JT\d{12,13}$",),
-        "JD": (r"^JD[0-9A-Z]{2}\d{11}$",),
-        "EMS": (r"^[A-Z]{2}\d{9}[A-Z]{2}$", r"^[189]\d{12}$"),
-        "DEPPON": (r"^DPK\d{11,12}$",),
-        "OTHER": (r"^[A-Z0-9-]{8,30}$",),
-    }.items()
-}
 
 CARRIER_NAMES = {
     "SF": "顺丰速运", "ZTO": "中通快递", "YTO": "圆通速递", "STO": "申通快递", "YUNDA": "韵达快递",
@@ -38,11 +22,10 @@ CARRIER_NAMES = {
 
 
 def is_valid_waybill(carrier: str, waybill_no: Optional[str]) -> bool:
-    """Whether the normalised number matches one of the declared carrier's formats."""
+    """A real carrier number (SELF_PICKUP has none) in the declared carrier's format."""
     if carrier == SELF_PICKUP or not waybill_no:
         return False
-    number = normalise_waybill(waybill_no)
-    return any(p.match(number) for p in FORMATS.get(carrier, ()))
+    return format_ok(carrier, normalise_waybill(waybill_no))
 
 
 def _digits(rng: random.Random, n: int) -> str:

@@ -11,45 +11,22 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from processors import geo as _geo
+from processors.config import load_rules
+
 NORMAL, REMOTE, VERY_REMOTE = "normal", "remote", "very_remote"
+_RULES = load_rules()  # the labels assume the packaged default thresholds
+REMOTE_PROVINCES = _RULES.remote_provinces
+VERY_REMOTE_PROVINCES = _RULES.very_remote_provinces
 
-_CITY_SUFFIXES = ("自治州", "地区", "盟", "市")
-_PROVINCE_SUFFIXES = ("特别行政区", "自治区", "省", "市")
-_PROVINCE_ETHNIC_NAMES = ("壮族", "回族", "维吾尔")
-
-REMOTE_PROVINCES = ("内蒙古", "甘肃", "青海", "宁夏", "海南")
-VERY_REMOTE_PROVINCES = ("新疆", "西藏")
-
-
-def normalise_city(name: str) -> str:
-    """A city name as the contract compares it: `杭州` = `杭州市` (one trailing suffix dropped)."""
-    name = name.strip()
-    for suffix in _CITY_SUFFIXES:
-        if name.endswith(suffix) and len(name) > len(suffix):
-            return name[: -len(suffix)]
-    return name
-
-
-def normalise_province(name: str) -> str:
-    """A province name as the contract compares it: `新疆维吾尔自治区` = `新疆`."""
-    name = name.strip()
-    for suffix in _PROVINCE_SUFFIXES:
-        if name.endswith(suffix) and len(name) > len(suffix):
-            name = name[: -len(suffix)]
-            break
-    for ethnic in _PROVINCE_ETHNIC_NAMES:
-        name = name.replace(ethnic, "")
-    return name
+# One normalisation for worker and simulator (processors.geo, tested on hand-written cases).
+normalise_city = _geo.normalise_city
+normalise_province = _geo.normalise_province
 
 
 def remoteness(province: str) -> str:
-    """NORMAL, REMOTE or VERY_REMOTE for a recipient's province, by the contract's defaults."""
-    short = normalise_province(province)
-    if short in VERY_REMOTE_PROVINCES:
-        return VERY_REMOTE
-    if short in REMOTE_PROVINCES:
-        return REMOTE
-    return NORMAL
+    """NORMAL, REMOTE or VERY_REMOTE for a recipient's province, by the default thresholds."""
+    return _geo.remoteness(province, REMOTE_PROVINCES, VERY_REMOTE_PROVINCES)
 
 
 @dataclass(frozen=True)

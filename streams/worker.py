@@ -255,6 +255,25 @@ class Shell:
         except ValidationError as exc:
             raise BadInput(codec.describe(exc)) from None
 
+    def _decode(self, record: Record, feed: str, kinds: dict[str, type], out: list[Outgoing]) -> Any:
+        """An input model or internal message; None for a watermark (recorded) or bad input
+        (sent to dead-letters via `out`)."""
+        self.metrics.consumed[record.topic] += 1
+        try:
+            if record.topic != feed:
+                return codec.decode_input(record.topic, record.value)
+            message = self._internal(record, kinds)
+            if isinstance(message, Watermark):
+                self.clock.observe_remote((record.topic, record.partition), message.sources, message.at)
+                return None
+            if isinstance(message, Rekeyed):
+                return codec.decode_input(message.topic, codec.dumps(message.value))
+            return message
+        except BadInput as exc:
+            self._observe(record, None)
+            out.append(self._dead_letter(record, str(exc)))
+            return None
+
     # ---- order side -----------------------------------------------------------------------
     async def order_batch(self, records: list[Record]) -> None:
         """Apply a batch of order-side records, persist dirty orders, emit, then fire timers."""
@@ -267,20 +286,8 @@ class Shell:
         dirty_partition: dict[str, int] = {}
         horizon = self.current_horizon()
         for record in records:
-            self.metrics.consumed[record.topic] += 1
-            try:
-                if record.topic == self.order_feed:
-                    message = self._internal(record, ORDER_FEED_KINDS)
-                    if isinstance(message, Watermark):
-                        self.clock.observe_remote((record.topic, record.partition), message.sources, message.at)
-                        continue
-                    if isinstance(message, Rekeyed):
-                        message = codec.decode_input(message.topic, codec.dumps(message.value))
-                else:
-                    message = codec.decode_input(record.topic, record.value)
-            except BadInput as exc:
-                self._observe(record, None)
-                out.append(self._dead_letter(record, str(exc)))
+            message = self._decode(record, self.order_feed, ORDER_FEED_KINDS, out)
+            if message is None:
                 continue
             if isinstance(message, ClockTick):
                 self._observe(record, message.at)
@@ -342,20 +349,8 @@ class Shell:
         dirty: dict[str, Any] = {}
         dirty_partition: dict[str, int] = {}
         for record in records:
-            self.metrics.consumed[record.topic] += 1
-            try:
-                if record.topic == self.waybill_feed:
-                    message = self._internal(record, WAYBILL_FEED_KINDS)
-                    if isinstance(message, Watermark):
-                        self.clock.observe_remote((record.topic, record.partition), message.sources, message.at)
-                        continue
-                    if isinstance(message, Rekeyed):
-                        message = codec.decode_input(message.topic, codec.dumps(message.value))
-                else:
-                    message = codec.decode_input(record.topic, record.value)
-            except BadInput as exc:
-                self._observe(record, None)
-                out.append(self._dead_letter(record, str(exc)))
+            message = self._decode(record, self.waybill_feed, WAYBILL_FEED_KINDS, out)
+            if message is None:
                 continue
             number = message.waybill_no
             if record.topic in self.external:
