@@ -47,13 +47,32 @@ def _record(event: Any) -> Record:
 
 
 def _table(app: faust.App, name: str, model: type, partitions: int) -> Any:
-    """A table whose keys are UTF-8 strings and whose values are one state model, via our codec."""
+    """A table whose keys are UTF-8 strings and whose values are one state model, via our codec.
+
+    Faust derives a table's serializers from key_type/value_type (falling back to JSON, which
+    would turn an order id like "570001" into an int on recovery) and ignores `schema`, so the
+    table gets an explicit changelog topic that decodes with our codecs.
+    """
     key_codec, value_codec = KeyCodec(), StateCodec(model)
-    table = app.Table(name, default=None, partitions=partitions,
-                      schema=faust.Schema(key_serializer=key_codec, value_serializer=value_codec))
-    # send_changelog reads these (not the schema); set them before the changelog topic exists
+    schema = faust.Schema(key_serializer=key_codec, value_serializer=value_codec)
+    changelog = app.topic(f"{app.conf.id}-{name}-changelog", schema=schema, key_serializer=key_codec,
+                          value_serializer=value_codec, partitions=partitions, compacting=True,
+                          acks=False, internal=True)
+    table = app.Table(name, default=None, partitions=partitions, schema=schema, changelog_topic=changelog)
     table.key_serializer, table.value_serializer = key_codec, value_codec
     return table
+
+
+def _changelog_writer(table: Any) -> Any:
+    """Send one changelog record to an explicit partition, awaited (not Faust's ProducerBuffer)."""
+
+    async def write(partition: int, key: str, value: Any) -> None:
+        await table.changelog_topic.send(
+            key=key, value=value, partition=partition, key_serializer=table.key_serializer,
+            value_serializer=table.value_serializer if value is not None else "raw",
+            callback=table._on_changelog_sent)
+
+    return write
 
 
 def build_app(settings: Settings, rules: RulesConfig, faust_overrides: Optional[dict] = None,
@@ -120,8 +139,8 @@ def build_app(settings: Settings, rules: RulesConfig, faust_overrides: Optional[
     shell = Shell(
         ctx=Context(rules=rules, salt=settings.pii_salt), clock_mode=settings.clock, partitions=n,
         app_id=settings.app_id,
-        orders=StateStore(orders.data, lambda p, k, v: orders.send_changelog(p, k, v)),
-        waybills=StateStore(waybills.data, lambda p, k, v: waybills.send_changelog(p, k, v)),
+        orders=StateStore(orders.data, _changelog_writer(orders)),
+        waybills=StateStore(waybills.data, _changelog_writer(waybills)),
         send=send, assigned=assigned, end_offsets=end_offsets, start_offset=start_offset)
     ready = {"done": False}
 

@@ -50,11 +50,16 @@ class InProcessEngine:
         self.changelog: list[tuple[str, int, str, Any]] = []
         self.shell = Shell(
             ctx=Context(rules=rules, salt=salt), clock_mode=clock, partitions=partitions, app_id=app_id,
-            orders=StateStore(self.orders, lambda p, k, v: self.changelog.append(("orders", p, k, v))),
-            waybills=StateStore(self.waybills, lambda p, k, v: self.changelog.append(("waybills", p, k, v))),
+            orders=StateStore(self.orders, self._changelog("orders")),
+            waybills=StateStore(self.waybills, self._changelog("waybills")),
             send=self._send, assigned=self._assigned, end_offsets=self._end_offsets, start_offset=lambda tp: 0,
             wall_now=wall_now or (lambda: FIXED_WALL), in_band_marks=False)
         self._queue: list[Record] = []
+
+    def _changelog(self, table: str) -> Any:
+        async def write(partition: int, key: str, value: Any) -> None:
+            self.changelog.append((table, partition, key, value))
+        return write
 
     # -- the loopback log ------------------------------------------------------------------
     def _assigned(self) -> list[tuple[str, int]]:

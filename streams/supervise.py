@@ -41,6 +41,7 @@ class WorkerProcess:
         repo = str(Path(__file__).resolve().parents[1])
         self.env["PYTHONPATH"] = os.pathsep.join(p for p in (repo, os.environ.get("PYTHONPATH")) if p)
         self.process: Optional[subprocess.Popen] = None
+        self.log_start = 0  # where this run's lines begin in a shared log file
         self.started_at = 0.0
         self.ready_after: Optional[float] = None
 
@@ -48,6 +49,7 @@ class WorkerProcess:
         """Spawn the worker and wait until it is ready (raises WorkerFailed with its log tail)."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
+        self.log_start = log.tell()
         self.started_at = time.monotonic()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "streams.cli", "worker"], env=self.env, stdout=log, stderr=subprocess.STDOUT,
@@ -65,8 +67,11 @@ class WorkerProcess:
         raise WorkerFailed(f"worker not ready after {timeout:.0f}s:\n{self.log_tail()}")
 
     def log_text(self) -> str:
+        """This run's part of the log file."""
         try:
-            return self.log_path.read_text(encoding="utf-8", errors="replace")
+            with open(self.log_path, "rb") as handle:
+                handle.seek(self.log_start)
+                return handle.read().decode("utf-8", errors="replace")
         except FileNotFoundError:
             return ""
 

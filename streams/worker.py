@@ -61,13 +61,16 @@ class StateStore:
     """A keyed table the shell writes with an explicit changelog partition.
 
     Faust's `table[k] = v` writes the changelog partition of the *current event*, which inside a
-    batch is the batch's last event: wrong for the others. We write the store and the changelog
-    ourselves, once per dirty key per batch.
+    batch is the batch's last event: wrong for the others; and it queues the write in Faust's
+    ProducerBuffer, which drains one message per loop turn and stalls the stream when full.
+    We write the store at once and queue one changelog record per dirty key; `flush` sends them
+    (awaited, in order) before the batch's outputs.
     """
 
-    def __init__(self, data: Any, send_changelog: Optional[Callable[[int, str, Any], None]]) -> None:
+    def __init__(self, data: Any, send_changelog: Optional[Callable[[int, str, Any], Awaitable[Any]]]) -> None:
         self.data = data
         self.send_changelog = send_changelog
+        self.pending: dict[str, tuple[int, Any]] = {}
 
     def get(self, key: str) -> Any:
         return self.data.get(key)
@@ -85,7 +88,15 @@ class StateStore:
             else:
                 key_partition[key] = partition
         if self.send_changelog is not None:
-            self.send_changelog(partition, key, value)
+            self.pending.pop(key, None)  # keep the changelog in write order
+            self.pending[key] = (partition, value)
+
+    async def flush(self) -> None:
+        """Send the queued changelog records: the latest value of each key written since."""
+        pending, self.pending = self.pending, {}
+        if self.send_changelog is not None:
+            for key, (partition, value) in pending.items():
+                await self.send_changelog(partition, key, value)
 
     def __len__(self) -> int:
         return len(self.data)
@@ -436,5 +447,8 @@ class Shell:
             self.waybill_deadlines.set(number, state.expires_at(self.ctx.rules.scan_retention))
 
     async def _emit(self, out: list[Outgoing]) -> None:
+        """State first (changelogs), then outputs: what was emitted is always recorded."""
+        await self.orders.flush()
+        await self.waybills.flush()
         if out:
             await self.send(out)

@@ -1,0 +1,51 @@
+"""A worker stopped mid-stream and started again recovers its tables and finishes exactly as one run."""
+
+import argparse
+import asyncio
+import re
+
+import pytest
+
+from processors.config import load_rules
+from simulator.cli import add_arguments, run as simulate
+from streams.broker import EmbeddedBroker, free_port
+from streams.inprocess import InProcessEngine
+from streams.replay import replay
+from streams.supervise import WorkerProcess, read_topic, wait_idle
+
+pytestmark = pytest.mark.integration
+APP_ID = "shipguard-restart"
+
+
+def test_a_restarted_worker_recovers_every_order_and_number_and_emits_nothing_twice(tmp_path):
+    events, labels = tmp_path / "events.jsonl", tmp_path / "labels.json"
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert simulate(parser.parse_args(["--orders", "300", "--days", "4", "--seed", "3", "--cancel-share", "0",
+                                       "--out", str(events), "--labels", str(labels)])) == 0
+    lines = events.read_text(encoding="utf-8").splitlines(keepends=True)
+    first, last = tmp_path / "first.jsonl", tmp_path / "last.jsonl"
+    first.write_text("".join(lines[:-1]), encoding="utf-8")   # everything but the closing tick
+    last.write_text(lines[-1], encoding="utf-8")
+
+    before_tick = InProcessEngine(load_rules())
+    asyncio.run(before_tick.run_file(first))
+    reference = InProcessEngine(load_rules())
+    asyncio.run(reference.run_file(events))
+
+    with EmbeddedBroker() as broker:
+        bootstrap = [broker.bootstrap]
+        log = tmp_path / "worker.log"
+        with WorkerProcess(broker.url, log, app_id=APP_ID, web_port=free_port()):
+            replay(first, bootstrap, 8, progress=False)
+            wait_idle(bootstrap, APP_ID, timeout=120)
+        again = WorkerProcess(broker.url, log, app_id=APP_ID, web_port=free_port(), data_dir=tmp_path / "other")
+        with again:
+            ready = re.search(r"worker ready: .* orders=(\d+) waybills=(\d+)", again.log_text())
+            assert ready and (int(ready[1]), int(ready[2])) == (len(before_tick.orders), len(before_tick.waybills))
+            replay(last, bootstrap, 8, progress=False)
+            wait_idle(bootstrap, APP_ID, timeout=120)
+            warnings = read_topic(bootstrap, "violation-warnings")
+    got = sorted((w["warning_id"], w["stage"], w["occurred_at"]) for w in warnings)
+    want = sorted((w["warning_id"], w["stage"], w["occurred_at"]) for w in reference.output("violation-warnings"))
+    assert got == want and want
