@@ -58,6 +58,95 @@ class RuleResult:
             self.next_at = when
 
 
+@dataclass(frozen=True)
+class Occurrence:
+    """One occurrence of a rule on an order, as a rule sees it from the facts.
+
+    warn_at: when the WARNING happens (a timer, or the event that causes it when
+    `warning_on_event`); deadline: when it becomes a VIOLATION (None: never, rule 10);
+    rectified_at: event time of the first rectifying event (RESOLVED if strictly before the
+    deadline); ends_at: when the rule stops because its number was replaced (改单号): an open
+    WARNING then ends RESOLVED with `evidence.resolution = "WAYBILL_REPLACED"`;
+    violation_only: rules 7 and 8, a VIOLATION at `warn_at` and nothing else.
+    """
+
+    rule: str
+    key: str
+    warn_at: datetime
+    deadline: Optional[datetime]
+    messages: dict[str, str]
+    evidence: dict[str, Any]
+    rectified_at: Optional[datetime] = None
+    ends_at: Optional[datetime] = None
+    warning_on_event: bool = False
+    violation_only: bool = False
+    waybill_no: Optional[str] = None
+
+
+def occurrence_stages(order_id: str, occurrence: Occurrence, now: Optional[datetime],
+                      emitted: Iterable[Emitted]) -> RuleResult:
+    """The stages of one occurrence that have happened by `now`, and when to look again.
+
+    Timed stages need `now` to have reached them; stages an event brings about happen when the
+    event is known. An emitted stage is never undone: once VIOLATION or RESOLVED is out, the
+    occurrence is over; a rectifying event that arrives after its WARNING was emitted resolves
+    it at max(event time, WARNING time) so that no stage predates its WARNING.
+    """
+    o, result = occurrence, RuleResult()
+    wid = warning_id(order_id, o.rule, o.key)
+    emitted = list(emitted)
+
+    def stage(name: str, at: datetime, **extra: Any) -> None:
+        result.stages.append(StageOut(wid, o.rule, name, at, message=o.messages[name],
+                                      evidence={**o.evidence, **extra},
+                                      deadline=o.deadline if name == "WARNING" else None,
+                                      waybill_no=o.waybill_no))
+
+    if o.violation_only:
+        if emitted_stage(emitted, wid, "VIOLATION") is None:
+            if now is not None and now >= o.warn_at:
+                stage("VIOLATION", o.warn_at)
+            else:
+                result.wake_at(o.warn_at)
+        return result
+    if emitted_stage(emitted, wid, "VIOLATION") or emitted_stage(emitted, wid, "RESOLVED"):
+        return result
+    warned = emitted_stage(emitted, wid, "WARNING") is not None
+    if not warned:
+        if o.ends_at is not None and o.warn_at >= o.ends_at:
+            return result  # the number was replaced before the rule could warn
+        if o.rectified_at is not None and o.rectified_at < o.warn_at:
+            return result  # rectified strictly before the WARNING's time: prevented
+        if o.warning_on_event or (now is not None and now >= o.warn_at):
+            stage("WARNING", o.warn_at)
+        else:
+            result.wake_at(o.warn_at)
+            return result
+    if o.rectified_at is not None and (o.deadline is None or o.rectified_at < o.deadline) \
+            and (o.ends_at is None or o.rectified_at <= o.ends_at):
+        stage("RESOLVED", max(o.rectified_at, o.warn_at))
+    elif o.ends_at is not None and (o.deadline is None or o.ends_at < o.deadline):
+        stage("RESOLVED", max(o.ends_at, o.warn_at), resolution="WAYBILL_REPLACED")
+    elif o.deadline is not None:
+        if now is not None and now >= o.deadline:
+            stage("VIOLATION", o.deadline)
+        else:
+            result.wake_at(o.deadline)
+    return result
+
+
+def collect(order_id: str, occurrences: Iterable[Occurrence], now: Optional[datetime],
+            emitted: Iterable[Emitted]) -> RuleResult:
+    """Stages and next wake-up of several occurrences together."""
+    emitted = list(emitted)
+    result = RuleResult()
+    for occurrence in occurrences:
+        part = occurrence_stages(order_id, occurrence, now, emitted)
+        result.stages.extend(part.stages)
+        result.wake_at(part.next_at)
+    return result
+
+
 def emitted_stage(emitted: Iterable[Emitted], wid: str, stage: str) -> Optional[Emitted]:
     """The emitted record of (warning_id, stage), if any."""
     for item in emitted:

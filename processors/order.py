@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Callable, Optional, Union
 
-from processors import ship_overdue
+from processors import (address_mismatch, express_stop_remark, no_pickup, not_delivered, pickup_before_payment,
+                        ship_overdue, stalls, waybill_invalid, waybill_reused)
 from processors.carriers import is_valid_waybill
 from processors.config import RulesConfig
 from processors.geo import normalise_city, normalise_province
@@ -34,7 +35,17 @@ Output = Union[ViolationWarning, RegisterUpload]
 Rule = Callable[[OrderState, Optional[datetime], RulesConfig], RuleResult]
 
 # Every rule of the order side, in the order their stages are listed when they tie.
-RULES: tuple[Rule, ...] = (ship_overdue.evaluate,)
+RULES: tuple[Rule, ...] = (
+    ship_overdue.evaluate,           # 1
+    waybill_invalid.evaluate,        # 2
+    waybill_reused.evaluate,         # 3
+    no_pickup.evaluate,              # 4
+    stalls.evaluate,                 # 5 and 6
+    address_mismatch.evaluate,       # 7
+    pickup_before_payment.evaluate,  # 8
+    not_delivered.evaluate,          # 9
+    express_stop_remark.evaluate,    # 10
+)
 
 
 @dataclass(frozen=True)

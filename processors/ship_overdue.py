@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any, Optional
 
 from processors.config import RulesConfig
-from processors.lifecycle import RuleResult, StageOut, emitted_stage, local_time, warning_id
+from processors.lifecycle import Occurrence, RuleResult, collect, local_time
 from schemas.state import OrderState
 
 RULE = "SHIP_OVERDUE"
@@ -51,16 +51,12 @@ def dispatch(order: OrderState, evidence: str) -> Optional[tuple[datetime, dict[
 
 def evaluate(order: OrderState, now: Optional[datetime], rules: RulesConfig) -> RuleResult:
     """SHIP_OVERDUE stages that have happened by `now`, and when to look again."""
-    result = RuleResult()
     facts = order.facts
     if facts is None:
-        return result
+        return RuleResult()
     platform = rules.platform(facts.platform)
     ship_by = facts.ship_by
-    warn_at = ship_by - platform.ship_warning_lead
-    wid = warning_id(order.order_id, RULE)
     found = dispatch(order, platform.dispatch_evidence)
-    dispatched_at = found[0] if found else None
     evidence: dict[str, Any] = {
         "paid_at": facts.paid_at, "ship_by": ship_by,
         "ship_window_hours": platform.ship_window_hours,
@@ -68,28 +64,12 @@ def evaluate(order: OrderState, now: Optional[datetime], rules: RulesConfig) -> 
         "dispatch_evidence": platform.dispatch_evidence,
         "dispatch": found[1] if found else None,
     }
-    warned = emitted_stage(order.emitted, wid, "WARNING")
-    warning_due = dispatched_at is None or dispatched_at >= warn_at
-    if warned is None and warning_due:
-        if now is not None and now >= warn_at:
-            result.stages.append(StageOut(
-                wid, RULE, "WARNING", warn_at, deadline=ship_by, evidence=evidence,
-                message=f"订单{order.order_id}须在{local_time(ship_by)}前发货，目前仍未发货，"
-                        f"请尽快上传有效运单号，否则将判定为发货超时。"))
-            warned = True  # type: ignore[assignment]
-        else:
-            result.wake_at(warn_at)
-    if not warned or emitted_stage(order.emitted, wid, "VIOLATION"):
-        return result
-    if dispatched_at is not None and dispatched_at < ship_by:
-        occurred = max(dispatched_at, warn_at)
-        result.stages.append(StageOut(
-            wid, RULE, "RESOLVED", occurred, evidence=evidence,
-            message=f"订单{order.order_id}已于{local_time(dispatched_at)}发货，发货超时预警解除。"))
-    elif now is not None and now >= ship_by:
-        result.stages.append(StageOut(
-            wid, RULE, "VIOLATION", ship_by, evidence=evidence,
-            message=f"订单{order.order_id}超过承诺发货时间{local_time(ship_by)}仍未发货，已构成发货超时。"))
-    else:
-        result.wake_at(ship_by)
-    return result
+    dispatched = found[0] if found else None
+    deadline = local_time(ship_by)
+    occurrence = Occurrence(
+        RULE, "", warn_at=ship_by - platform.ship_warning_lead, deadline=ship_by, rectified_at=dispatched,
+        evidence=evidence, messages={
+            "WARNING": f"订单{order.order_id}须在{deadline}前发货，目前仍未发货，请尽快上传有效运单号，否则将判定为发货超时。",
+            "RESOLVED": f"订单{order.order_id}已于{local_time(dispatched) if dispatched else deadline}发货，发货超时预警解除。",
+            "VIOLATION": f"订单{order.order_id}超过承诺发货时间{deadline}仍未发货，已构成发货超时。"})
+    return collect(order.order_id, [occurrence], now, order.emitted)

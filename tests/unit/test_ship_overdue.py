@@ -5,45 +5,12 @@ from datetime import timedelta
 import pytest
 
 from processors import order as rules
-from processors.config import load_rules
-from processors.order import Context
 from processors.waybill import scan_fact
 from schemas.internal import ScansForOrder
+from tests.drivers import CTX, Order
 from tests.factories import PAID, SECOND, SHIP_BY, WARN_AT, hours, order_paid, scan, upload
 
-CTX = Context(rules=load_rules(), salt="s")
 LATENESS = timedelta(minutes=10)
-
-
-def stages(step_outputs):
-    return [(o.rule, o.stage, o.occurred_at) for o in step_outputs if hasattr(o, "stage")]
-
-
-class Order:
-    """Drives one order through the pure processor and collects its warnings."""
-
-    def __init__(self, platform="douyin", **paid):
-        self.state = None
-        self.out = []
-        self.apply(order_paid(platform=platform, **paid), now=None)
-
-    def apply(self, event, now):
-        step = rules.apply(self.state, "O1", event, now, CTX)
-        self.state, self.next = step.state, step.next_deadline
-        self.out += stages(step.outputs)
-        return self
-
-    def join(self, upload_event, *scans, now=None):
-        """The waybill side's answer to a registration, with the number's history."""
-        self.apply(ScansForOrder(order_id="O1", waybill_no=upload_event.waybill_no, join_for=upload_event.event_id,
-                                 scans=tuple(scan_fact(s) for s in scans)), now)
-        return self
-
-    def at(self, now):
-        step = rules.on_time(self.state, now, CTX)
-        self.state, self.next = step.state, step.next_deadline
-        self.out += stages(step.outputs)
-        return self
 
 
 def test_an_order_never_dispatched_warns_six_hours_before_ship_by_and_violates_at_ship_by():
