@@ -25,6 +25,7 @@ from processors.config import RulesConfig
 from processors.geo import normalise_city, normalise_province
 from processors.lifecycle import SEVERITY, RuleResult, StageOut, earliest, new_stages, to_wire
 from processors.pii import mask_name, mask_phone, recipient_hash
+from processors.remarks import asks_no_courier
 from schemas.events import CancellationRequested, OrderPaid, WaybillUploaded
 from schemas.internal import RegisterUpload, ScansForOrder
 from schemas.outputs import ViolationWarning
@@ -88,7 +89,7 @@ def _facts(event: OrderPaid, ctx: Context) -> OrderFacts:
         shop_id=event.shop_id, platform=event.platform, paid_at=event.paid_at,
         ship_by=event.ship_by or event.paid_at + platform.ship_window,
         amount=event.amount, currency=event.currency, delivery_mode=event.delivery_mode,
-        presale=event.presale, stop_remark=False,
+        presale=event.presale, stop_remark=asks_no_courier(event.buyer_remark),
         recipient_hash=recipient_hash(ctx.salt, r.name, r.phone, r.address),
         province=normalise_province(r.province), city=normalise_city(r.city),
         masked_name=mask_name(r.name), masked_phone=mask_phone(r.phone))
