@@ -1,4 +1,12 @@
-"""Placeholder: filled in by issue 3 (see processors/ship_overdue.py for the shape of a rule)."""
+"""Rule 8, PICKUP_BEFORE_PAYMENT (揽收早于支付): the carrier had the parcel before the buyer paid.
+
+Trigger: the first scan of a number the order uploaded is earlier than paid_at -> an immediate
+VIOLATION, once per order and number, occurred_at = the latest of the proving events: the scan,
+the order-paid, and the upload that joined the scan to the order (contract example ex06).
+No WARNING, no deadline, no rectification. Express orders' courier numbers only.
+Fires once stream time minus the allowed lateness has reached occurred_at (see rule 7).
+State: none of its own; reads paid_at and the joined scans (processors.order).
+"""
 
 from __future__ import annotations
 
@@ -6,10 +14,28 @@ from datetime import datetime
 from typing import Optional
 
 from processors.config import RulesConfig
-from processors.lifecycle import RuleResult
+from processors.facts import courier_segments
+from processors.lifecycle import Occurrence, RuleResult, collect, local_time
 from schemas.state import OrderState
+
+RULE = "PICKUP_BEFORE_PAYMENT"
 
 
 def evaluate(order: OrderState, now: Optional[datetime], rules: RulesConfig) -> RuleResult:
-    """No stages yet."""
-    return RuleResult()
+    """PICKUP_BEFORE_PAYMENT violations that have happened by `now`."""
+    facts = order.facts
+    if facts is None:
+        return RuleResult()
+    occurrences = []
+    for segment in courier_segments(order, rules):
+        if not segment.scans or segment.scans[0].scan_at >= facts.paid_at:
+            continue
+        first = segment.scans[0]
+        occurrences.append(Occurrence(
+            RULE, segment.number or "", warn_at=max(segment.joined(first.scan_at), facts.paid_at), deadline=None,
+            violation_only=True, waybill_no=segment.number,
+            evidence={"first_scan": {"event_id": first.event_id, "status": first.status, "scan_at": first.scan_at},
+                      "paid_at": facts.paid_at, "uploaded_at": segment.start},
+            messages={"VIOLATION": f"订单{order.order_id}的运单{segment.number}在{local_time(first.scan_at)}已有揽收记录，"
+                                   f"早于买家付款时间{local_time(facts.paid_at)}，已判定为揽收早于支付。"}))
+    return collect(order.order_id, occurrences, now, order.emitted)
