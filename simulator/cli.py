@@ -125,6 +125,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="share of orders, all without a fault, that get cancellation requests (all four "
                              f"reasons, approved and rejected), e.g. --cancel-share {DEFAULT_CANCEL_SHARE} "
                              "(the default)")
+    parser.add_argument("--check", action="store_true",
+                        help="then replay the stream through the worker's logic in process and print precision "
+                             "and recall per rule and stage against the labels (exit 1 on any difference)")
     parser.add_argument("--duplicate-share", type=_share, default=0.0, metavar="F",
                         help="share of messages delivered twice (same event_id, as at-least-once delivery "
                              "does); labels do not change, e.g. --duplicate-share 0.01 (default 0)")
@@ -213,6 +216,10 @@ def run(args: argparse.Namespace) -> int:
         print(line)
     print(f"wrote {args.out} ({_size(len(events))}) and {args.labels} ({_size(len(labels))}) "
           f"in {time.perf_counter() - began:.1f} s")
+    if getattr(args, "check", False):
+        from simulator.check import run_check
+
+        return run_check(args.out, args.labels)
     return 0
 
 

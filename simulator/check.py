@@ -1,0 +1,109 @@
+"""`shipguard simulate --check`: the worker's logic against the simulator's labels, per rule and stage.
+
+The simulated stream is replayed through the worker's own Shell and processors in process
+(`streams.inprocess`, the contract's one-record-at-a-time reading); every emitted
+(order, rule, stage, occurred_at) is compared with the labels, which the simulator computed from
+its own, independent reading of the contract. Precision = matched / emitted, recall = matched /
+expected, per rule and stage; cancellation outcomes are compared as (order, decision, code).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+RULE_ORDER = ("SHIP_OVERDUE", "WAYBILL_INVALID", "WAYBILL_REUSED", "NO_PICKUP", "STALLED_AFTER_PICKUP",
+              "TRACKING_STALLED", "ADDRESS_MISMATCH", "PICKUP_BEFORE_PAYMENT", "NOT_DELIVERED",
+              "EXPRESS_STOP_REMARK")
+STAGES = ("WARNING", "VIOLATION", "RESOLVED")
+
+
+@dataclass
+class CheckReport:
+    """Per (rule, stage): expected, emitted, matched; plus the differences for debugging."""
+
+    expected: Counter = field(default_factory=Counter)
+    emitted: Counter = field(default_factory=Counter)
+    matched: Counter = field(default_factory=Counter)
+    missing: list[tuple] = field(default_factory=list)
+    extra: list[tuple] = field(default_factory=list)
+    outcomes_expected: int = 0
+    outcomes_matched: int = 0
+    outcomes_emitted: int = 0
+    events: int = 0
+    seconds: float = 0.0
+
+    @property
+    def perfect(self) -> bool:
+        return not self.missing and not self.extra and self.outcomes_matched == self.outcomes_expected \
+            == self.outcomes_emitted
+
+    def table(self) -> str:
+        """The precision/recall table (markdown)."""
+        rows = ["| rule | stage | expected | emitted | precision | recall |", "|---|---|---:|---:|---:|---:|"]
+        keys = sorted(set(self.expected) | set(self.emitted),
+                      key=lambda k: (RULE_ORDER.index(k[0]) if k[0] in RULE_ORDER else 99, STAGES.index(k[1])))
+        for key in keys:
+            exp, emi, hit = self.expected[key], self.emitted[key], self.matched[key]
+            precision = f"{100 * hit / emi:.1f}%" if emi else "-"
+            recall = f"{100 * hit / exp:.1f}%" if exp else "-"
+            rows.append(f"| {key[0]} | {key[1]} | {exp} | {emi} | {precision} | {recall} |")
+        if self.outcomes_expected or self.outcomes_emitted:
+            rows.append(f"| cancellation outcomes | | {self.outcomes_expected} | {self.outcomes_emitted} | "
+                        f"{_pct(self.outcomes_matched, self.outcomes_emitted)} | "
+                        f"{_pct(self.outcomes_matched, self.outcomes_expected)} |")
+        return "\n".join(rows)
+
+
+def _pct(part: int, whole: int) -> str:
+    return f"{100 * part / whole:.1f}%" if whole else "-"
+
+
+def check(events: Path, labels: dict[str, Any]) -> CheckReport:
+    """Replay `events` through the worker's logic in process and compare with `labels`."""
+    from processors.config import load_rules
+    from streams.inprocess import InProcessEngine
+
+    engine = InProcessEngine(load_rules())
+    began = time.perf_counter()
+    asyncio.run(engine.run_file(events))
+    report = CheckReport(seconds=time.perf_counter() - began)
+    report.events = sum(len(p) for topic in engine.log.values() for p in topic.values())
+    want = Counter((order_id, item["rule"], item["stage"], item["occurred_at"])
+                   for order_id, order in labels["orders"].items() for item in order["expected"])
+    got = Counter((w["order_id"], w["rule"], w["stage"], w["occurred_at"]) for w in engine.output("violation-warnings"))
+    for key, n in want.items():
+        report.expected[key[1:3]] += n
+    for key, n in got.items():
+        report.emitted[key[1:3]] += n
+    for key, n in (want & got).items():
+        report.matched[key[1:3]] += n
+    report.missing = sorted((want - got).elements())
+    report.extra = sorted((got - want).elements())
+    wanted_outcomes = Counter((order_id, c["expected_decision"], c["expected_code"])
+                              for order_id, order in labels["orders"].items() for c in order.get("cancellations", []))
+    got_outcomes = Counter((o["order_id"], o["decision"], o["code"]) for o in engine.output("cancellation-outcomes"))
+    report.outcomes_expected = sum(wanted_outcomes.values())
+    report.outcomes_emitted = sum(got_outcomes.values())
+    report.outcomes_matched = sum((wanted_outcomes & got_outcomes).values())
+    return report
+
+
+def run_check(events: Path, labels_path: Path) -> int:
+    """Print the table; 0 when every label matches and nothing else was emitted, else 1."""
+    report = check(events, json.loads(labels_path.read_text(encoding="utf-8")))
+    print(f"\ncheck: replayed through the worker's logic in process in {report.seconds:.1f} s")
+    print(report.table())
+    for label, items in (("missing", report.missing), ("extra", report.extra)):
+        for item in items[:10]:
+            print(f"  {label}: {item}")
+        if len(items) > 10:
+            print(f"  ... {len(items) - 10} more {label}")
+    print("check: every expected stage emitted and nothing else" if report.perfect
+          else "check: differences found (see above)")
+    return 0 if report.perfect else 1
