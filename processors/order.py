@@ -6,8 +6,10 @@ waybill side) and the next instant at which `on_time` must run. `now` is the tim
 stream time minus the allowed lateness (None before any time is known). Timed stages happen
 only once `now` has reached them; stages brought about by an event happen when it is read.
 
-State lifetime: an order's state lives until `order_retention_days` (30) after its last
-activity, then `on_time` deletes it. While the scan history of an upload is on its way from the
+State lifetime: as soon as no rule can fire any more (delivered, every occurrence over, no
+timer pending) the order is *closed*: its facts, scans and history are dropped and only a small
+marker is kept, so that a late or repeated event cannot start the order again. Every order (and
+marker) is deleted `order_retention_days` (30) after its last activity. While the scan history of an upload is on its way from the
 waybill side (`joins_pending`), no timed stage fires, so a scan that is already known to the
 waybill side can never be missed by a deadline.
 """
@@ -21,6 +23,7 @@ from typing import Any, Callable, Optional, Union
 from processors import (address_mismatch, express_stop_remark, no_pickup, not_delivered, pickup_before_payment,
                         ship_overdue, stalls, waybill_invalid, waybill_reused)
 from processors.carriers import is_valid_waybill
+from processors.facts import segments
 from processors.config import RulesConfig
 from processors.geo import normalise_city, normalise_province
 from processors.lifecycle import SEVERITY, RuleResult, StageOut, earliest, new_stages, to_wire
@@ -160,7 +163,25 @@ def _evaluate(state: OrderState, now: Optional[datetime], ctx: Context) -> Step:
             Emitted(warning_id=s.warning_id, rule=s.rule, stage=s.stage,  # type: ignore[arg-type]
                     occurred_at=s.occurred_at, waybill_no=s.waybill_no) for s in fresh)})
     expiry = state.last_activity + ctx.rules.order_retention if state.last_activity else None
+    if wake is None and _settled(state, ctx):
+        # close only once every event within the lateness of the last one has been read
+        if now is not None and state.last_activity is not None and now >= state.last_activity:
+            state = OrderState(order_id=state.order_id, partition=state.partition, closed=True,
+                               last_activity=state.last_activity)
+        else:
+            wake = state.last_activity
     return Step(state, outputs, earliest(wake, expiry))
+
+
+def _settled(state: OrderState, ctx: Context) -> bool:
+    """Delivered on its current number, nothing open, no history on its way: no rule can fire."""
+    if state.facts is None or state.joins_pending or state.closed:
+        return False
+    current = segments(state, ctx.rules)
+    if not current or not any(s.status == "DELIVERED" for s in current[-1].scans):
+        return False
+    over = {e.warning_id for e in state.emitted if e.stage != "WARNING"}
+    return all(e.warning_id in over for e in state.emitted if e.stage == "WARNING")
 
 
 def _warning(state: OrderState, stage: StageOut) -> ViolationWarning:
@@ -181,6 +202,8 @@ def apply(state: Optional[OrderState], order_id: str, event: OrderEvent,
           now: Optional[datetime], ctx: Context) -> Step:
     """Apply one order-side event; a duplicate event_id changes nothing and emits nothing."""
     state = state or OrderState(order_id=order_id)
+    if state.closed:  # a late or repeated event of a finished order changes nothing
+        return Step(state, [], state.last_activity + ctx.rules.order_retention if state.last_activity else None)
     eid = event_id(event)
     if eid is not None:
         if eid in state.seen:

@@ -97,6 +97,7 @@ class OrderState(StateModel):
     others: tuple[OtherUpload, ...] = ()
     emitted: tuple[Emitted, ...] = ()
     last_activity: Optional[Time] = None
+    closed: bool = False  # no rule can fire any more: only this marker is kept until retention
 
 
 class Registration(StateModel):

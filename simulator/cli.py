@@ -127,7 +127,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(the default)")
     parser.add_argument("--check", action="store_true",
                         help="then replay the stream through the worker's logic in process and print precision "
-                             "and recall per rule and stage against the labels (exit 1 on any difference)")
+                             "and recall per rule and stage against the labels (exit 1 on any difference), e.g. --orders 10000 --days 7 --seed 1 --check")
     parser.add_argument("--duplicate-share", type=_share, default=0.0, metavar="F",
                         help="share of messages delivered twice (same event_id, as at-least-once delivery "
                              "does); labels do not change, e.g. --duplicate-share 0.01 (default 0)")

@@ -19,15 +19,16 @@ def stages(step_outputs):
 class Order:
     """Drives one order through the pure processor and collects its warnings."""
 
-    def __init__(self, platform="douyin", **paid):
+    def __init__(self, platform="douyin", only=None, **paid):
         self.state = None
         self.out = []
+        self.only = only  # collect the stages of this rule only
         self.apply(order_paid(platform=platform, **paid), now=None)
 
     def apply(self, event, now):
         step = rules.apply(self.state, "O1", event, now, CTX)
         self.state, self.next = step.state, step.next_deadline
-        self.out += stages(step.outputs)
+        self.out += [s for s in stages(step.outputs) if self.only in (None, s[0])]
         return self
 
     def join(self, upload_event, *scans, now=None, others=()):
@@ -39,10 +40,8 @@ class Order:
     def at(self, now):
         step = rules.on_time(self.state, now, CTX)
         self.state, self.next = step.state, step.next_deadline
-        self.out += stages(step.outputs)
+        self.out += [s for s in stages(step.outputs) if self.only in (None, s[0])]
         return self
-
-
 
     def scans(self, number, *scans, now=None):
         """Live scans of an uploaded number, forwarded one batch at a time."""

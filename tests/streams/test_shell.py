@@ -11,9 +11,7 @@ from streams.inprocess import InProcessEngine, partition_for
 from tests.factories import PAID, SHIP_BY, WARN_AT, hours, order_paid, scan, upload
 from tests.streams.conftest import EXAMPLES, expected
 
-ISSUE_3_OR_4 = {"ex04-invalid-waybill-replaced": "WAYBILL_INVALID is issue 3",
-                "ex05-cancellations": "cancellation review is issue 4",
-                "ex06-pickup-before-payment": "PICKUP_BEFORE_PAYMENT is issue 3"}
+ISSUE_3_OR_4 = {"ex05-cancellations": "cancellation review is issue 4"}
 
 
 def run(engine, coro):

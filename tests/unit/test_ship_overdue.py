@@ -7,10 +7,16 @@ import pytest
 from processors import order as rules
 from processors.waybill import scan_fact
 from schemas.internal import ScansForOrder
-from tests.drivers import CTX, Order
+from tests.drivers import CTX
+from tests.drivers import Order as Driver
 from tests.factories import PAID, SECOND, SHIP_BY, WARN_AT, hours, order_paid, scan, upload
 
 LATENESS = timedelta(minutes=10)
+
+
+def Order(platform="douyin", **paid):
+    """The order driver, collecting SHIP_OVERDUE stages only."""
+    return Driver(platform=platform, only="SHIP_OVERDUE", **paid)
 
 
 def test_an_order_never_dispatched_warns_six_hours_before_ship_by_and_violates_at_ship_by():
