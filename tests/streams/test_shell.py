@@ -175,3 +175,27 @@ def test_timers_fire_in_event_time_with_the_allowed_lateness():
     run(engine, go())
     assert warnings(engine) == [("O1", "SHIP_OVERDUE", "WARNING", "2026-03-03T20:00:00Z")]
     assert datetime.fromisoformat(engine.output("violation-warnings")[0]["deadline"]) == SHIP_BY.astimezone(timezone.utc)
+
+
+def test_an_event_later_than_the_lateness_is_applied_and_counted_but_cannot_undo_an_emitted_stage(engine):
+    up = upload("O1", at=WARN_AT - hours(1))  # would have prevented the WARNING had it come in time
+
+    async def go():
+        await publish(engine, "order-paid", "O1", order_paid("O1"))
+        await tick(engine, WARN_AT + hours(1))
+        await publish(engine, "waybill-uploaded", "O1", up)
+        await tick(engine, SHIP_BY + hours(1))
+    run(engine, go())
+    assert engine.shell.metrics.late_events == 1
+    assert [w[2:] for w in warnings(engine) if w[1] == "SHIP_OVERDUE"] == [
+        ("WARNING", "2026-03-03T20:00:00Z"), ("RESOLVED", "2026-03-03T20:00:00Z")]
+    assert len(engine.orders["O1"].uploads) == 1 or engine.orders["O1"].closed
+
+
+def test_an_event_within_the_lateness_is_not_counted_as_late(engine):
+    async def go():
+        await publish(engine, "order-paid", "O1", order_paid("O1"))
+        await tick(engine, WARN_AT - hours(1))
+        await publish(engine, "waybill-uploaded", "O1", upload("O1", at=WARN_AT - hours(1) - timedelta(minutes=9)))
+    run(engine, go())
+    assert engine.shell.metrics.late_events == 0
