@@ -206,8 +206,8 @@ def apply(state: Optional[OrderState], order_id: str, event: OrderEvent,
         return Step(state, [], state.last_activity + ctx.rules.order_retention if state.last_activity else None)
     eid = event_id(event)
     if eid is not None:
-        if eid in state.seen:
-            return Step(state, [], None)
+        if eid in state.seen:  # no second effect; the order's timers stay as they were
+            return Step(state, [], next_deadline(state, ctx))
         state = state.model_copy(update={"seen": state.seen + (eid,)})
     state = _record(state, event, ctx)
     times = [event_time(event)] + [s.scan_at for s in getattr(event, "scans", ())]

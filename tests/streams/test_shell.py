@@ -199,3 +199,12 @@ def test_an_event_within_the_lateness_is_not_counted_as_late(engine):
         await publish(engine, "waybill-uploaded", "O1", upload("O1", at=WARN_AT - hours(1) - timedelta(minutes=9)))
     run(engine, go())
     assert engine.shell.metrics.late_events == 0
+
+
+def test_a_duplicate_event_keeps_the_orders_pending_timer(engine):
+    async def go():
+        await publish(engine, "order-paid", "O1", order_paid("O1"))
+        await publish(engine, "order-paid", "O1", order_paid("O1"))  # the same event_id again
+        await tick(engine, SHIP_BY + hours(1))
+    run(engine, go())
+    assert [w[2] for w in warnings(engine)] == ["WARNING", "VIOLATION"]
