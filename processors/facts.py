@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Optional
+from typing import Any, Optional
 
 from processors.config import RulesConfig
 from schemas.state import OrderState, ScanFact, UploadFact
@@ -70,3 +70,21 @@ def courier_segments(order: OrderState, rules: RulesConfig) -> list[Segment]:
     if not is_express(order):
         return []
     return [s for s in segments(order, rules) if is_courier(s.upload)]
+
+
+def upload_evidence(upload: UploadFact) -> dict[str, Any]:
+    """An upload as evidence: which event, which carrier and number, when."""
+    return {"upload_event_id": upload.event_id, "carrier": upload.carrier,
+            "waybill_no": upload.waybill_no, "uploaded_at": upload.uploaded_at}
+
+
+def scan_evidence(scan: Optional[ScanFact]) -> Optional[dict[str, Any]]:
+    """A scan as evidence (None stays None): which event, when, what status, where."""
+    if scan is None:
+        return None
+    return {"scan_event_id": scan.event_id, "scan_at": scan.scan_at, "status": scan.status, "city": scan.city}
+
+
+def threshold_text(value: float) -> str:
+    """A threshold as a merchant reads it: 24, not 24.0."""
+    return f"{value:g}"

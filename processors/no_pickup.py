@@ -21,29 +21,13 @@ from datetime import datetime, timedelta
 from typing import Any, Optional
 
 from processors.config import RulesConfig
-from processors.facts import Segment, courier_segments
+from processors.facts import Segment, courier_segments, scan_evidence, threshold_text, upload_evidence
 from processors.lifecycle import Occurrence, RuleResult, collect, local_time
 from schemas.state import OrderState, ScanFact, UploadFact
 
 RULE = "NO_PICKUP"
 
 
-def upload_evidence(upload: UploadFact) -> dict[str, Any]:
-    """An upload as evidence: which event, which carrier and number, when."""
-    return {"upload_event_id": upload.event_id, "carrier": upload.carrier,
-            "waybill_no": upload.waybill_no, "uploaded_at": upload.uploaded_at}
-
-
-def scan_evidence(scan: Optional[ScanFact]) -> Optional[dict[str, Any]]:
-    """A scan as evidence (None stays None): which event, when, what status, where."""
-    if scan is None:
-        return None
-    return {"scan_event_id": scan.event_id, "scan_at": scan.scan_at, "status": scan.status, "city": scan.city}
-
-
-def threshold_text(value: float) -> str:
-    """A threshold as a merchant reads it: 24, not 24.0."""
-    return f"{value:g}"
 
 
 def occurrence(order: OrderState, segment: Segment, rules: RulesConfig) -> Occurrence:

@@ -32,10 +32,9 @@ from datetime import datetime, timedelta
 from typing import Optional
 
 from processors.config import PlatformRules, RulesConfig
-from processors.facts import Segment, courier_segments
+from processors.facts import Segment, courier_segments, scan_evidence, threshold_text, upload_evidence
 from processors.geo import remoteness
 from processors.lifecycle import Occurrence, RuleResult, collect, local_time
-from processors.no_pickup import threshold_text, scan_evidence, upload_evidence
 from schemas.state import OrderState, ScanFact
 
 AFTER_PICKUP = "STALLED_AFTER_PICKUP"

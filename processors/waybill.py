@@ -42,15 +42,16 @@ def _applies(scan: ScanFact, registration: Registration, rules: RulesConfig) -> 
     return scan.scan_at >= registration.uploaded_at - rules.scan_retention
 
 
-def _other(reg: Registration, of: Registration) -> OtherUpload:
+def _other(reg: Registration, of: Registration, number: str) -> OtherUpload:
     return OtherUpload(order_id=reg.order_id, upload_event_id=reg.upload_event_id, carrier=reg.carrier,
-                       uploaded_at=reg.uploaded_at, same_recipient=reg.recipient_hash == of.recipient_hash)
+                       uploaded_at=reg.uploaded_at, same_recipient=reg.recipient_hash == of.recipient_hash,
+                       waybill_no=number)
 
 
 def _join_reply(state: WaybillState, registration: Registration,
                 rules: RulesConfig) -> ScansForOrder:
     """The answer to a registration: the number's applicable history and its other orders."""
-    others = tuple(_other(o, registration) for o in state.orders if o.order_id != registration.order_id)
+    others = tuple(_other(o, registration, state.waybill_no) for o in state.orders if o.order_id != registration.order_id)
     history = tuple(s for s in state.scans if _applies(s, registration, rules))
     return ScansForOrder(order_id=registration.order_id, waybill_no=state.waybill_no,
                          join_for=registration.upload_event_id, scans=history, others=others)
@@ -100,7 +101,7 @@ def apply_registration(state: Optional[WaybillState], reg: RegisterUpload,
         if other.order_id not in told:
             told.add(other.order_id)
             outputs.append(ScansForOrder(order_id=other.order_id, waybill_no=state.waybill_no,
-                                         others=(_other(registration, other),)))
+                                         others=(_other(registration, other, state.waybill_no),)))
     return _finish(state, outputs, rules)
 
 

@@ -71,6 +71,7 @@ class OtherUpload(StateModel):
     carrier: Carrier
     uploaded_at: Time
     same_recipient: bool
+    waybill_no: str
 
 
 class Emitted(StateModel):
