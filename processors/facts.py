@@ -50,8 +50,23 @@ def is_express(order: OrderState) -> bool:
     return order.facts is not None and order.facts.delivery_mode == "express"
 
 
+_last: list = [None, None, None]  # (order, rules, segments): every rule of one evaluation asks
+
+
 def segments(order: OrderState, rules: RulesConfig) -> list[Segment]:
-    """The order's uploads in event-time order, each with its span and the scans that apply."""
+    """The order's uploads in event-time order, each with its span and the scans that apply.
+
+    States are immutable, so the answer for the same state object is remembered (the rules of one
+    evaluation all ask for it).
+    """
+    if _last[0] is order and _last[1] is rules:
+        return _last[2]
+    result = _segments(order, rules)
+    _last[:] = [order, rules, result]
+    return result
+
+
+def _segments(order: OrderState, rules: RulesConfig) -> list[Segment]:
     uploads = sorted(order.uploads, key=lambda u: (u.uploaded_at, u.event_id))
     result = []
     for index, upload in enumerate(uploads):

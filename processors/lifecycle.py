@@ -8,6 +8,7 @@ timed stage may happen. `new_stages` keeps those not yet emitted, in occurred_at
 from __future__ import annotations
 
 import hashlib
+from functools import lru_cache
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -26,8 +27,10 @@ def warning_id(order_id: str, rule: str, occurrence: str = "") -> str:
     return "W" + digest.hexdigest()
 
 
+@lru_cache(maxsize=8192)
 def local_time(value: datetime) -> str:
-    """An instant as a merchant reads it: Beijing time, minutes."""
+    """An instant as a merchant reads it: Beijing time, minutes (cached: rules format the same
+    instants on every evaluation)."""
     return value.astimezone(BEIJING).strftime("%Y-%m-%d %H:%M")
 
 

@@ -22,7 +22,9 @@ from streams.supervise import WorkerProcess, read_topic, wait_idle
 
 pytestmark = pytest.mark.integration
 APP_ID = "shipguard-ref"
-IMPLEMENTED = {"SHIP_OVERDUE"}
+IMPLEMENTED = {"SHIP_OVERDUE", "WAYBILL_INVALID", "WAYBILL_REUSED", "NO_PICKUP", "STALLED_AFTER_PICKUP",
+               "TRACKING_STALLED", "ADDRESS_MISMATCH", "PICKUP_BEFORE_PAYMENT", "NOT_DELIVERED",
+               "EXPRESS_STOP_REMARK"}
 
 
 def key(warning):
