@@ -178,7 +178,7 @@ class Shell:
         self.waybill_deadlines = Deadlines()
         self.processed: dict[tuple[str, int], int] = {}
         self.metrics = Metrics()
-        self.last_mark: Optional[datetime] = None
+        self.last_marks: dict[str, datetime] = {}  # feed side -> the last watermark sent to it
         # False only where forwards are delivered synchronously (streams.inprocess): then the
         # order side cannot run ahead of the waybill side and needs no in-band watermarks.
         self.in_band_marks = in_band_marks
@@ -389,6 +389,29 @@ class Shell:
         self.waybills.put(number, state, partition)
 
     # ---- timers ---------------------------------------------------------------------------
+    def _marks(self, local: Optional[datetime]) -> list[Outgoing]:
+        """Watermarks for the other side's feed, each only when it moved.
+
+        To the waybill side: every registration caused by an event read up to `local` was sent.
+        To the order side: every scan read up to `local` was forwarded *and* every registration
+        the order side's marks vouch for was answered, so min(local, those marks): an order then
+        cannot settle before it has heard of another order's earlier upload of its number. The
+        order side publishes its local time only, so the two never wait on each other.
+        """
+        out: list[Outgoing] = []
+        owned = {topic: tuple(sorted(p for t, p in self.assigned() if t == topic))
+                 for topic in (T.TRACKING_SCANS, T.WAYBILL_UPLOADED)}
+        registrations = self.clock.remote_bound([(t, p) for t, p in self.assigned() if t == self.waybill_feed])
+        answered = None if local is None or registrations is None else min(local, registrations)
+        for feed, sources, at, last in ((self.waybill_feed, owned[T.WAYBILL_UPLOADED], local, "waybill"),
+                                        (self.order_feed, owned[T.TRACKING_SCANS], answered, "order")):
+            if not sources or at is None or (self.last_marks.get(last) is not None and at <= self.last_marks[last]):
+                continue
+            self.last_marks[last] = at
+            mark = codec.dumps(Watermark(sources=sources, at=at))
+            out.extend(Outgoing(feed, None, mark, partition=p) for p in range(self.partitions))
+        return out
+
     async def tick(self) -> None:
         """Stream time may have moved: publish the waybill-side watermark, fire due timers."""
         async with self.lock:
@@ -397,18 +420,8 @@ class Shell:
     async def _tick(self) -> None:
         out: list[Outgoing] = []
         local = await self.confirmed_local_time()
-        if self.in_band_marks and self.clock_mode == "event" and local is not None \
-                and (self.last_mark is None or local > self.last_mark):
-            owned = {topic: sorted(p for t, p in self.assigned() if t == topic)
-                     for topic in (T.TRACKING_SCANS, T.WAYBILL_UPLOADED)}
-            if owned[T.TRACKING_SCANS] or owned[T.WAYBILL_UPLOADED]:
-                self.last_mark = local
-                # to the order side: scans read up to `local` were forwarded; to the waybill
-                # side: registrations caused by events read up to `local` were sent
-                for feed, sources in ((self.order_feed, owned[T.TRACKING_SCANS]),
-                                      (self.waybill_feed, owned[T.WAYBILL_UPLOADED])):
-                    mark = codec.dumps(Watermark(sources=tuple(sources), at=local))
-                    out.extend(Outgoing(feed, None, mark, partition=p) for p in range(self.partitions))
+        if self.in_band_marks and self.clock_mode == "event":
+            out.extend(self._marks(local))
         horizon = self.order_horizon(local)
         if log.isEnabledFor(logging.DEBUG):
             feeds = [(topic, p) for topic, p in self.assigned() if topic == self.order_feed]
