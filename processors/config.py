@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import tomllib
 from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Literal, Optional
 
@@ -44,6 +45,11 @@ class PlatformRules(_Strict):
     stall_rectify_hours: float = Field(gt=0)
     not_delivered_days: float = Field(gt=0)
     not_delivered_rectify_days: float = Field(gt=0)
+    # shop alerts: rates are exact decimals (alerts write them as strings of at most 4 places)
+    seller_fault_cancel_rate_threshold: Decimal = Field(gt=0, lt=1, decimal_places=4)
+    late_dispatch_rate_threshold: Decimal = Field(gt=0, lt=1, decimal_places=4)
+    shop_window_days: float = Field(gt=0)
+    shop_min_orders: int = Field(ge=1)
 
     @property
     def ship_window(self) -> timedelta:
@@ -52,6 +58,10 @@ class PlatformRules(_Strict):
     @property
     def ship_warning_lead(self) -> timedelta:
         return timedelta(hours=self.ship_warning_lead_hours)
+
+    @property
+    def shop_window(self) -> timedelta:
+        return timedelta(days=self.shop_window_days)
 
 
 class RulesConfig(_Strict):

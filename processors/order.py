@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Callable, Optional, Union
 
+from processors import cancellation
 from processors import (address_mismatch, express_stop_remark, no_pickup, not_delivered, pickup_before_payment,
                         ship_overdue, stalls, waybill_invalid, waybill_reused)
 from processors.carriers import is_valid_waybill
@@ -31,11 +32,11 @@ from processors.pii import mask_name, mask_phone, recipient_hash
 from processors.remarks import asks_no_courier
 from schemas.events import CancellationRequested, OrderPaid, WaybillUploaded
 from schemas.internal import RegisterUpload, ScansForOrder
-from schemas.outputs import ViolationWarning
-from schemas.state import Emitted, OrderFacts, OrderState, UploadFact
+from schemas.outputs import CancellationOutcome, Refund, ViolationWarning
+from schemas.state import Emitted, OrderFacts, OrderState, PendingRequest, UploadFact
 
 OrderEvent = Union[OrderPaid, WaybillUploaded, CancellationRequested, ScansForOrder]
-Output = Union[ViolationWarning, RegisterUpload]
+Output = Union[ViolationWarning, RegisterUpload, CancellationOutcome]
 Rule = Callable[[OrderState, Optional[datetime], RulesConfig], RuleResult]
 
 # Every rule of the order side, in the order their stages are listed when they tie.
@@ -138,7 +139,11 @@ def _record(state: OrderState, event: OrderEvent, ctx: Context) -> OrderState:
         if event.join_for is not None:
             update["joins_pending"] = tuple(p for p in state.joins_pending if p != event.join_for)
         return state.model_copy(update=update)
-    return state  # cancellation review arrives with the cancellation issue
+    if isinstance(event, CancellationRequested):
+        request = PendingRequest(event_id=event.event_id, shop_id=event.shop_id, reason=event.reason,
+                                 detail=event.detail, requested_at=event.requested_at)
+        return state.model_copy(update={"requests": state.requests + (request,)})
+    return state
 
 
 def _latest(*times: Optional[datetime]) -> Optional[datetime]:
@@ -147,30 +152,109 @@ def _latest(*times: Optional[datetime]) -> Optional[datetime]:
 
 
 def _evaluate(state: OrderState, now: Optional[datetime], ctx: Context) -> Step:
-    """Run every rule, emit the stages not emitted yet, and compute the next wake-up."""
+    """Run every rule and the cancellation review, emit what is new, compute the next wake-up."""
     horizon = None if state.joins_pending else now
     stages: list[StageOut] = []
     wake: Optional[datetime] = None
-    for rule in RULES:
-        result = rule(state, horizon, ctx.rules)
-        stages.extend(result.stages)
-        wake = earliest(wake, result.next_at)
+    if state.cancelled_at is None:
+        for rule in RULES:
+            result = rule(state, horizon, ctx.rules)
+            stages.extend(result.stages)
+            wake = earliest(wake, result.next_at)
     fresh = new_stages(stages, state.emitted)
-    outputs: list[Output] = []
+    state, outcomes, review_wake = _judge(state, fresh, horizon, ctx)
+    if state.cancelled_at is not None:
+        wake = None  # no new warnings follow a cancelled order
+        fresh = [s for s in fresh if s.occurred_at < state.cancelled_at]
+        fresh += _cancelled_resolutions(state, fresh)
+    wake = earliest(wake, review_wake)
+    warnings: list[ViolationWarning] = []
     if fresh and state.facts is not None:
-        outputs = [_warning(state, stage) for stage in fresh]
-        state = state.model_copy(update={"emitted": state.emitted + tuple(
-            Emitted(warning_id=s.warning_id, rule=s.rule, stage=s.stage,  # type: ignore[arg-type]
-                    occurred_at=s.occurred_at, waybill_no=s.waybill_no) for s in fresh)})
+        warnings = [_warning(state, stage) for stage in fresh]
+        state = state.model_copy(update={"emitted": state.emitted + tuple(_emitted(s) for s in fresh)})
+    # stages before the decision, the decision, then what the cancellation resolved
+    by_cancel = [w for w in warnings if w.evidence.get("resolution") == "ORDER_CANCELLED"]
+    outputs: list[Output] = [w for w in warnings if w not in by_cancel] + outcomes + by_cancel
     expiry = state.last_activity + ctx.rules.order_retention if state.last_activity else None
     if wake is None and _settled(state, ctx):
         # close only once every event within the lateness of the last one has been read
         if now is not None and state.last_activity is not None and now >= state.last_activity:
             state = OrderState(order_id=state.order_id, partition=state.partition, closed=True,
-                               last_activity=state.last_activity)
+                               last_activity=state.last_activity, seen=state.seen)
         else:
             wake = state.last_activity
     return Step(state, outputs, earliest(wake, expiry))
+
+
+def _emitted(stage: StageOut) -> Emitted:
+    return Emitted(warning_id=stage.warning_id, rule=stage.rule, stage=stage.stage,  # type: ignore[arg-type]
+                   occurred_at=stage.occurred_at, waybill_no=stage.waybill_no)
+
+
+def _judge(state: OrderState, fresh: list[StageOut], horizon: Optional[datetime],
+           ctx: Context) -> tuple[OrderState, list[Output], Optional[datetime]]:
+    """Decide the requests that are due: at requested_at, or +lateness when the order is unknown."""
+    if not state.requests:
+        return state, [], None
+    lateness = ctx.rules.allowed_lateness
+    outcomes: list[Output] = []
+    pending: list[PendingRequest] = []
+    wake: Optional[datetime] = None
+    for request in sorted(state.requests, key=lambda r: (r.requested_at, r.event_id)):
+        due = request.requested_at + lateness if request.waiting else request.requested_at
+        if horizon is None or horizon < due:
+            pending.append(request)
+            wake = earliest(wake, due)
+            continue
+        if state.facts is None and not state.closed and not request.waiting:  # unknown: wait for its order-paid
+            pending.append(request.model_copy(update={"waiting": True}))
+            wake = earliest(wake, request.requested_at + lateness)
+            continue
+        known = [(seg.joined(scan.scan_at), scan) for seg in segments(state, ctx.rules) for scan in seg.scans]
+        verdict = cancellation.review(
+            state.facts, reason=request.reason, detail=request.detail, requested_at=request.requested_at,
+            cancelled=state.cancelled_at is not None, delivered_and_closed=state.closed, scans=known,
+            emitted=list(state.emitted) + [_emitted(s) for s in fresh])
+        outcomes.append(_outcome(state, request, verdict, decided_at=due, ctx=ctx))
+        if verdict.approved:
+            state = state.model_copy(update={"cancelled_at": request.requested_at})
+    return state.model_copy(update={"requests": tuple(pending)}), outcomes, wake
+
+
+def _order_status(state: OrderState, ctx: Context) -> str:
+    if state.closed:
+        return "DELIVERED"
+    if state.facts is None:
+        return "UNKNOWN"
+    if state.cancelled_at is not None:
+        return "CANCELLED"
+    current = segments(state, ctx.rules) if state.uploads else []
+    if current and any(s.status == "DELIVERED" for s in current[-1].scans):
+        return "DELIVERED"
+    return "SHIPPED" if state.uploads else "PAID"
+
+
+def _outcome(state: OrderState, request: PendingRequest, verdict: cancellation.Verdict,
+             decided_at: datetime, ctx: Context) -> CancellationOutcome:
+    refund = Refund(amount=verdict.refund[0], currency=verdict.refund[1]) if verdict.refund else None
+    status = "CANCELLED" if verdict.approved else _order_status(state, ctx)
+    return CancellationOutcome(
+        request_event_id=request.event_id, order_id=state.order_id, shop_id=request.shop_id,
+        decision="APPROVED" if verdict.approved else "REJECTED", reason=request.reason,  # type: ignore[arg-type]
+        code=verdict.code, explanation=verdict.explanation, refund=refund,  # type: ignore[arg-type]
+        order_status=status, merchant_fault=verdict.merchant_fault, decided_at=decided_at)
+
+
+def _cancelled_resolutions(state: OrderState, kept: list[StageOut]) -> list[StageOut]:
+    """Open WARNINGs of a cancelled order end RESOLVED at requested_at (ORDER_CANCELLED)."""
+    assert state.cancelled_at is not None
+    records = list(state.emitted) + [_emitted(s) for s in kept]
+    over = {r.warning_id for r in records if r.stage != "WARNING"}
+    return [StageOut(r.warning_id, r.rule, "RESOLVED", state.cancelled_at,
+                     message=f"订单{state.order_id}已取消，{r.rule}预警随之解除。",
+                     evidence={"resolution": "ORDER_CANCELLED", "cancelled_at": state.cancelled_at},
+                     waybill_no=r.waybill_no)
+            for r in records if r.stage == "WARNING" and r.warning_id not in over]
 
 
 def _settled(state: OrderState, ctx: Context) -> bool:
@@ -202,8 +286,9 @@ def apply(state: Optional[OrderState], order_id: str, event: OrderEvent,
           now: Optional[datetime], ctx: Context) -> Step:
     """Apply one order-side event; a duplicate event_id changes nothing and emits nothing."""
     state = state or OrderState(order_id=order_id)
-    if state.closed:  # a late or repeated event of a finished order changes nothing
-        return Step(state, [], state.last_activity + ctx.rules.order_retention if state.last_activity else None)
+    if state.closed and not isinstance(event, CancellationRequested):
+        # a late or repeated event of a finished order changes nothing; a request is still answered
+        return Step(state, [], next_deadline(state, ctx))
     eid = event_id(event)
     if eid is not None:
         if eid in state.seen:  # no second effect; the order's timers stay as they were

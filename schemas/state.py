@@ -84,6 +84,17 @@ class Emitted(StateModel):
     waybill_no: Optional[str] = None
 
 
+class PendingRequest(StateModel):
+    """A cancellation request not judged yet (judged at requested_at, or +lateness if the order is unknown)."""
+
+    event_id: str
+    shop_id: str
+    reason: str
+    detail: str
+    requested_at: Time
+    waiting: bool = False  # the order was unknown when the request came due: decided at +lateness
+
+
 class OrderState(StateModel):
     """Everything the order side knows of one order. Deleted when no rule can fire any more."""
 
@@ -99,6 +110,8 @@ class OrderState(StateModel):
     emitted: tuple[Emitted, ...] = ()
     last_activity: Optional[Time] = None
     closed: bool = False  # no rule can fire any more: only this marker is kept until retention
+    requests: tuple[PendingRequest, ...] = ()
+    cancelled_at: Optional[Time] = None
 
 
 class Registration(StateModel):

@@ -28,7 +28,7 @@ from schemas.codec import BadInput
 from schemas.events import ClockTick, OrderPaid, ParcelScanned, WireModel
 from schemas.internal import (ORDER_FEED_KINDS, WAYBILL_FEED_KINDS, RegisterUpload, Rekeyed,
                               ScansForOrder, Watermark)
-from schemas.outputs import DeadLetter, ViolationWarning
+from schemas.outputs import CancellationOutcome, DeadLetter, ViolationWarning
 from schemas.types import format_time
 from streams import topics as T
 
@@ -345,6 +345,11 @@ class Shell:
                          item.order_id, item.rule, item.stage, format_time(item.occurred_at),
                          item.warning_id)
                 routed.append(Outgoing(T.VIOLATION_WARNINGS, order_id.encode("utf-8"), codec.dumps(item)))
+            elif isinstance(item, CancellationOutcome):
+                self.metrics.outputs[("CANCELLATION", item.code)] += 1
+                log.info("cancellation order=%s request=%s decision=%s code=%s", item.order_id,
+                         item.request_event_id, item.decision, item.code)
+                routed.append(Outgoing(T.CANCELLATION_OUTCOMES, order_id.encode("utf-8"), codec.dumps(item)))
             elif isinstance(item, RegisterUpload):
                 routed.append(Outgoing(self.waybill_feed, item.waybill_no.encode("utf-8"), codec.dumps(item)))
         return routed

@@ -11,7 +11,6 @@ from streams.inprocess import InProcessEngine, partition_for
 from tests.factories import PAID, SHIP_BY, WARN_AT, hours, order_paid, scan, upload
 from tests.streams.conftest import EXAMPLES, expected
 
-ISSUE_3_OR_4 = {"ex05-cancellations": "cancellation review is issue 4"}
 
 
 def run(engine, coro):
@@ -33,15 +32,16 @@ def warnings(engine):
 
 
 @pytest.mark.parametrize("name", sorted(p.name.removesuffix(".jsonl") for p in EXAMPLES.glob("*.jsonl")))
-def test_each_contract_example_gives_exactly_the_expected_warnings(name, request):
-    if name in ISSUE_3_OR_4:
-        request.applymarker(pytest.mark.xfail(reason=ISSUE_3_OR_4[name], strict=True))
+def test_each_contract_example_gives_exactly_the_expected_outputs(name):
     engine = InProcessEngine(load_rules())
     asyncio.run(engine.run_file(EXAMPLES / f"{name}.jsonl"))
     want = expected(name)
     assert sorted(warnings(engine)) == sorted(
         (w["order_id"], w["rule"], w["stage"], w["occurred_at"]) for w in want["violation-warnings"])
     assert len(engine.output("dead-letters")) == want["dead-letters"]
+    assert sorted((o["order_id"], o["decision"], o["code"]) for o in engine.output("cancellation-outcomes")) == sorted(
+        (o["order_id"], o["decision"], o["code"]) for o in want["cancellation-outcomes"])
+    assert engine.output("shop-alerts") == want["shop-alerts"]
 
 
 def test_the_examples_merged_into_one_stream_give_the_same_warnings_as_one_by_one():
