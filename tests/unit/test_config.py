@@ -53,3 +53,17 @@ def test_an_unknown_key_in_the_rules_file_is_refused(tmp_path):
 def test_a_missing_rules_file_says_so(tmp_path):
     with pytest.raises(RulesError, match="cannot read rules file"):
         load_rules(tmp_path / "nope.toml")
+
+
+def test_the_worker_refuses_a_bad_rules_file_at_start_and_names_the_key(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    bad = tmp_path / "rules.toml"
+    bad.write_text(DEFAULT_RULES_PATH.read_text(encoding="utf-8").replace("stall_hours = 48 ", "stall_hours = \"x\" "),
+                   encoding="utf-8")
+    done = subprocess.run([sys.executable, "-m", "streams.cli", "worker"], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "SHIPGUARD_RULES": str(bad), "SHIPGUARD_BROKER": "kafka://127.0.0.1:1"})
+    assert done.returncode == 2
+    assert "platforms.douyin.stall_hours" in done.stderr
