@@ -32,11 +32,12 @@ from processors.pii import mask_name, mask_phone, recipient_hash
 from processors.remarks import asks_no_courier
 from schemas.events import CancellationRequested, OrderPaid, WaybillUploaded
 from schemas.internal import RegisterUpload, ScansForOrder
+from schemas.shop import ShopFact
 from schemas.outputs import CancellationOutcome, Refund, ViolationWarning
 from schemas.state import Emitted, OrderFacts, OrderState, PendingRequest, UploadFact
 
 OrderEvent = Union[OrderPaid, WaybillUploaded, CancellationRequested, ScansForOrder]
-Output = Union[ViolationWarning, RegisterUpload, CancellationOutcome]
+Output = Union[ViolationWarning, RegisterUpload, CancellationOutcome, ShopFact]
 Rule = Callable[[OrderState, Optional[datetime], RulesConfig], RuleResult]
 
 # Every rule of the order side, in the order their stages are listed when they tie.
@@ -175,6 +176,12 @@ def _evaluate(state: OrderState, now: Optional[datetime], ctx: Context) -> Step:
     # stages before the decision, the decision, then what the cancellation resolved
     by_cancel = [w for w in warnings if w.evidence.get("resolution") == "ORDER_CANCELLED"]
     outputs: list[Output] = [w for w in warnings if w not in by_cancel] + outcomes + by_cancel
+    outputs += [ShopFact(kind="SHIP_OVERDUE_VIOLATION", fact_id=f"overdue:{w.warning_id}", shop_id=w.shop_id,
+                         platform=w.platform, order_id=w.order_id, at=w.occurred_at)
+                for w in warnings if w.rule == "SHIP_OVERDUE" and w.stage == "VIOLATION"]
+    outputs += [ShopFact(kind="MERCHANT_FAULT_CANCEL", fact_id=f"cancel:{o.request_event_id}", shop_id=o.shop_id,
+                         platform=state.facts.platform, order_id=o.order_id, at=_requested_at(o, state))
+                for o in outcomes if isinstance(o, CancellationOutcome) and o.merchant_fault and state.facts]
     expiry = state.last_activity + ctx.rules.order_retention if state.last_activity else None
     if wake is None and _settled(state, ctx):
         # close only once every event within the lateness of the last one has been read
@@ -184,6 +191,12 @@ def _evaluate(state: OrderState, now: Optional[datetime], ctx: Context) -> Step:
         else:
             wake = state.last_activity
     return Step(state, outputs, earliest(wake, expiry))
+
+
+def _requested_at(outcome: CancellationOutcome, state: OrderState) -> datetime:
+    """An approved request's requested_at: the moment the order was cancelled."""
+    assert state.cancelled_at is not None
+    return state.cancelled_at
 
 
 def _emitted(stage: StageOut) -> Emitted:
@@ -294,12 +307,18 @@ def apply(state: Optional[OrderState], order_id: str, event: OrderEvent,
         if eid in state.seen:  # no second effect; the order's timers stay as they were
             return Step(state, [], next_deadline(state, ctx))
         state = state.model_copy(update={"seen": state.seen + (eid,)})
+    first_paid = isinstance(event, OrderPaid) and state.facts is None
     state = _record(state, event, ctx)
     times = [event_time(event)] + [s.scan_at for s in getattr(event, "scans", ())]
     state = state.model_copy(update={"last_activity": _latest(state.last_activity, *times)})
     state, registrations = _registrations(state)
     step = _evaluate(state, now, ctx)
     step.outputs = registrations + step.outputs
+    if first_paid and state.facts is not None:
+        facts = state.facts
+        step.outputs.append(ShopFact(kind="ORDER_PAID", fact_id=f"paid:{order_id}", shop_id=facts.shop_id,
+                                     platform=facts.platform, order_id=order_id, at=facts.paid_at,
+                                     ship_by=facts.ship_by))
     return step
 
 

@@ -62,5 +62,15 @@ WaybillFeed = Union[RegisterUpload, Rekeyed, Watermark]
 OrderFeed = Union[ScansForOrder, Rekeyed, Watermark]
 WAYBILL_FEED_KINDS = {"register": RegisterUpload, "rekeyed": Rekeyed, "wm": Watermark}
 ORDER_FEED_KINDS = {"scans": ScansForOrder, "rekeyed": Rekeyed, "wm": Watermark}
+
+
+def _shop_feed_kinds() -> dict[str, type]:
+    from schemas.shop import ShopFact  # the shop feed carries shop facts (their `kind`) and marks
+
+    return {"wm": Watermark, "ORDER_PAID": ShopFact, "MERCHANT_FAULT_CANCEL": ShopFact,
+            "SHIP_OVERDUE_VIOLATION": ShopFact}
+
+
+SHOP_FEED_KINDS = _shop_feed_kinds()
 __all__ = ["RegisterUpload", "Rekeyed", "ScansForOrder", "Watermark", "WaybillFeed", "OrderFeed",
            "WAYBILL_FEED_KINDS", "ORDER_FEED_KINDS", "Field"]

@@ -70,6 +70,7 @@ class ShopState(StateModel):
 
     shop_id: str
     platform: Platform
+    partition: int = -1                   # the changelog partition the shell writes this key to
     paid: tuple[Counted, ...] = ()        # orders paid, by paid_at
     due: tuple[Counted, ...] = ()         # the same orders by ship_by (LATE_DISPATCH denominator)
     cancelled: tuple[Counted, ...] = ()   # approved merchant-fault cancellations, by requested_at

@@ -19,6 +19,7 @@ from faust.types import TP
 
 from processors.config import RulesConfig
 from processors.order import Context
+from schemas.shop import ShopState
 from schemas.state import OrderState, WaybillState
 from streams import topics as T
 from streams.config import Settings
@@ -95,15 +96,16 @@ def build_app(settings: Settings, rules: RulesConfig, faust_overrides: Optional[
         datadir=str(settings.data_dir),
         **(faust_overrides or {}),
     )
-    waybill_feed, order_feed = T.internal_topics(settings.app_id)
+    waybill_feed, order_feed, shop_feed = T.internal_topics(settings.app_id)
 
     def topic(*names: str) -> Any:
         return app.topic(*names, key_type=bytes, value_type=bytes, key_serializer="raw",
                          value_serializer="raw", partitions=n)
 
-    outputs = {name: topic(name) for name in T.OUTPUT_TOPICS + (waybill_feed, order_feed)}
+    outputs = {name: topic(name) for name in T.OUTPUT_TOPICS + (waybill_feed, order_feed, shop_feed)}
     orders = _table(app, "orders", OrderState, n)
     waybills = _table(app, "waybills", WaybillState, n)
+    shops = _table(app, "shops", ShopState, n)
 
     async def send(out: list[Outgoing]) -> None:
         for item in out:
@@ -141,6 +143,7 @@ def build_app(settings: Settings, rules: RulesConfig, faust_overrides: Optional[
         app_id=settings.app_id,
         orders=StateStore(orders.data, _changelog_writer(orders)),
         waybills=StateStore(waybills.data, _changelog_writer(waybills)),
+        shops=StateStore(shops.data, _changelog_writer(shops)),
         send=send, assigned=assigned, end_offsets=end_offsets, start_offset=start_offset)
     ready = {"done": False}
 
@@ -154,6 +157,11 @@ def build_app(settings: Settings, rules: RulesConfig, faust_overrides: Optional[
     async def waybill_side(stream: Any) -> None:
         async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN):
             await shell.waybill_batch([_record(e) for e in events])
+
+    @app.agent(topic(shop_feed), name="shipguard.shop-side")
+    async def shop_side(stream: Any) -> None:
+        async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN):
+            await shell.shop_batch([_record(e) for e in events])
 
     @app.on_partitions_assigned.connect
     async def _assigned(*args: Any, **kwargs: Any) -> None:

@@ -41,17 +41,20 @@ class InProcessEngine:
         self.partitions = partitions
         self.log: dict[str, dict[int, list[Record]]] = defaultdict(lambda: defaultdict(list))
         self.read: dict[tuple[str, int], int] = {}
-        self.waybill_feed, self.order_feed = T.internal_topics(app_id)
+        self.waybill_feed, self.order_feed, self.shop_feed = T.internal_topics(app_id)
         self.order_topics = {T.ORDER_PAID, T.WAYBILL_UPLOADED, T.CANCELLATION_REQUESTS, T.CLOCK_TICKS,
                              self.order_feed}
         self.waybill_topics = {T.TRACKING_SCANS, self.waybill_feed}
+        self.shop_topics = {self.shop_feed}
         self.orders: dict[str, Any] = {}
         self.waybills: dict[str, Any] = {}
+        self.shops: dict[str, Any] = {}
         self.changelog: list[tuple[str, int, str, Any]] = []
         self.shell = Shell(
             ctx=Context(rules=rules, salt=salt), clock_mode=clock, partitions=partitions, app_id=app_id,
             orders=StateStore(self.orders, self._changelog("orders")),
             waybills=StateStore(self.waybills, self._changelog("waybills")),
+            shops=StateStore(self.shops, self._changelog("shops")),
             send=self._send, assigned=self._assigned, end_offsets=self._end_offsets, start_offset=lambda tp: 0,
             wall_now=wall_now or (lambda: FIXED_WALL), in_band_marks=False)
         self._queue: list[Record] = []
@@ -63,7 +66,7 @@ class InProcessEngine:
 
     # -- the loopback log ------------------------------------------------------------------
     def _assigned(self) -> list[tuple[str, int]]:
-        consumed = self.order_topics | self.waybill_topics
+        consumed = self.order_topics | self.waybill_topics | self.shop_topics
         return [(topic, p) for topic in consumed for p in range(self.partitions)]
 
     async def _end_offsets(self, tps: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
@@ -80,13 +83,15 @@ class InProcessEngine:
     async def _send(self, out: list[Outgoing]) -> None:
         for item in out:
             record = self._append(item.topic, item.key, item.value, item.partition)
-            if item.topic in self.order_topics or item.topic in self.waybill_topics:
+            if item.topic in self.order_topics | self.waybill_topics | self.shop_topics:
                 self._queue.append(record)
 
     async def _deliver(self, record: Record) -> None:
         self.read[(record.topic, record.partition)] = record.offset + 1
         if record.topic in self.order_topics:
             await self.shell.order_batch([record])
+        elif record.topic in self.shop_topics:
+            await self.shell.shop_batch([record])
         else:
             await self.shell.waybill_batch([record])
 

@@ -18,9 +18,9 @@ OUTPUT_TOPICS = (VIOLATION_WARNINGS, CANCELLATION_OUTCOMES, SHOP_ALERTS, DEAD_LE
 CONTRACT_TOPICS = INPUT_TOPICS + OUTPUT_TOPICS
 
 
-def internal_topics(app_id: str) -> tuple[str, str]:
-    """The worker's own repartition topics: (to the waybill side, to the order side)."""
-    return f"{app_id}-waybill-feed", f"{app_id}-order-feed"
+def internal_topics(app_id: str) -> tuple[str, str, str]:
+    """The worker's own repartition topics: to the waybill side, to the order side, to the shop side."""
+    return f"{app_id}-waybill-feed", f"{app_id}-order-feed", f"{app_id}-shop-feed"
 
 
 def all_topics(app_id: str) -> tuple[str, ...]:

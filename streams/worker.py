@@ -21,14 +21,16 @@ from typing import Any, Awaitable, Callable, Hashable, Iterable, Optional
 from pydantic import ValidationError
 
 from processors import order as order_rules
+from processors import shop_alerts as shop_rules
 from processors import waybill as waybill_rules
 from processors.watermark import SideClock, StreamClock
 from schemas import codec
 from schemas.codec import BadInput
 from schemas.events import ClockTick, OrderPaid, ParcelScanned, WireModel
-from schemas.internal import (ORDER_FEED_KINDS, WAYBILL_FEED_KINDS, RegisterUpload, Rekeyed,
+from schemas.internal import (ORDER_FEED_KINDS, SHOP_FEED_KINDS, WAYBILL_FEED_KINDS, RegisterUpload, Rekeyed,
                               ScansForOrder, Watermark)
-from schemas.outputs import CancellationOutcome, DeadLetter, ViolationWarning
+from schemas.outputs import CancellationOutcome, DeadLetter, ShopAlert, ViolationWarning
+from schemas.shop import ShopFact
 from schemas.types import format_time
 from streams import topics as T
 
@@ -148,7 +150,7 @@ class Shell:
     """Routes records to the processors and their results to tables and topics."""
 
     def __init__(self, *, ctx: order_rules.Context, clock_mode: str, partitions: int, app_id: str,
-                 orders: StateStore, waybills: StateStore,
+                 orders: StateStore, waybills: StateStore, shops: StateStore,
                  send: Callable[[list[Outgoing]], Awaitable[None]],
                  assigned: Callable[[], Iterable[Hashable]],
                  end_offsets: Callable[[list[tuple[str, int]]], Awaitable[dict[tuple[str, int], int]]],
@@ -158,10 +160,12 @@ class Shell:
         self.ctx = ctx
         self.clock_mode = clock_mode
         self.partitions = partitions
-        self.waybill_feed, self.order_feed = T.internal_topics(app_id)
+        self.waybill_feed, self.order_feed, self.shop_feed = T.internal_topics(app_id)
         self.external = set(T.INPUT_TOPICS)
         self.orders = orders
         self.waybills = waybills
+        self.shops = shops
+        self.shop_deadlines = Deadlines()
         self.send = send
         self.assigned = assigned
         self.end_offsets = end_offsets
@@ -174,6 +178,7 @@ class Shell:
         self.clock = StreamClock(source_partitions=partitions)
         self.order_clock = SideClock()
         self.waybill_clock = SideClock()
+        self.shop_clock = SideClock()
         self.order_deadlines = Deadlines()
         self.waybill_deadlines = Deadlines()
         self.processed: dict[tuple[str, int], int] = {}
@@ -350,6 +355,13 @@ class Shell:
                 log.info("cancellation order=%s request=%s decision=%s code=%s", item.order_id,
                          item.request_event_id, item.decision, item.code)
                 routed.append(Outgoing(T.CANCELLATION_OUTCOMES, order_id.encode("utf-8"), codec.dumps(item)))
+            elif isinstance(item, ShopFact):
+                routed.append(Outgoing(self.shop_feed, item.shop_id.encode("utf-8"), codec.dumps(item)))
+            elif isinstance(item, ShopAlert):
+                self.metrics.outputs[(item.metric, item.stage)] += 1
+                log.info("shop alert shop=%s metric=%s stage=%s value=%s window_end=%s", item.shop_id, item.metric,
+                         item.stage, item.value, format_time(item.window_end))
+                routed.append(Outgoing(T.SHOP_ALERTS, item.shop_id.encode("utf-8"), codec.dumps(item)))
             elif isinstance(item, RegisterUpload):
                 routed.append(Outgoing(self.waybill_feed, item.waybill_no.encode("utf-8"), codec.dumps(item)))
         return routed
@@ -394,10 +406,11 @@ class Shell:
         self.waybills.put(number, state, partition)
 
     # ---- timers ---------------------------------------------------------------------------
-    def _marks(self, local: Optional[datetime]) -> list[Outgoing]:
+    def _marks(self, local: Optional[datetime], horizon: Optional[datetime]) -> list[Outgoing]:
         """Watermarks for the other side's feed, each only when it moved.
 
         To the waybill side: every registration caused by an event read up to `local` was sent.
+        To the shop side: every shop fact up to the order horizon minus the lateness was sent.
         To the order side: every scan read up to `local` was forwarded *and* every registration
         the order side's marks vouch for was answered, so min(local, those marks): an order then
         cannot settle before it has heard of another order's earlier upload of its number. The
@@ -405,11 +418,13 @@ class Shell:
         """
         out: list[Outgoing] = []
         owned = {topic: tuple(sorted(p for t, p in self.assigned() if t == topic))
-                 for topic in (T.TRACKING_SCANS, T.WAYBILL_UPLOADED)}
+                 for topic in (T.TRACKING_SCANS, T.WAYBILL_UPLOADED, T.ORDER_PAID)}
         registrations = self.clock.remote_bound([(t, p) for t, p in self.assigned() if t == self.waybill_feed])
         answered = None if local is None or registrations is None else min(local, registrations)
+        facts_sent = horizon - self.ctx.rules.allowed_lateness if horizon is not None else None
         for feed, sources, at, last in ((self.waybill_feed, owned[T.WAYBILL_UPLOADED], local, "waybill"),
-                                        (self.order_feed, owned[T.TRACKING_SCANS], answered, "order")):
+                                        (self.order_feed, owned[T.TRACKING_SCANS], answered, "order"),
+                                        (self.shop_feed, owned[T.ORDER_PAID], facts_sent, "shop")):
             if not sources or at is None or (self.last_marks.get(last) is not None and at <= self.last_marks[last]):
                 continue
             self.last_marks[last] = at
@@ -425,8 +440,6 @@ class Shell:
     async def _tick(self) -> None:
         out: list[Outgoing] = []
         local = await self.confirmed_local_time()
-        if self.in_band_marks and self.clock_mode == "event":
-            out.extend(self._marks(local))
         horizon = self.order_horizon(local)
         if log.isEnabledFor(logging.DEBUG):
             feeds = [(topic, p) for topic, p in self.assigned() if topic == self.order_feed]
@@ -453,7 +466,65 @@ class Shell:
                 wstep = waybill_rules.on_time(state, waybill_now, self.ctx.rules)
                 self._put_waybill(number, wstep.state, state.partition)
                 self.waybill_deadlines.set(number, wstep.next_deadline)
+        out.extend(self._fire_shops(self.shop_horizon(horizon)))
+        if self.in_band_marks and self.clock_mode == "event":
+            # after this tick's timers: a mark must follow the facts and forwards it vouches for
+            out.extend(self._marks(local, horizon))
         await self._emit(out)
+
+    def shop_horizon(self, order_horizon: Optional[datetime]) -> Optional[datetime]:
+        """Shop facts are evaluated at their time once every fact up to it has arrived.
+
+        The order side sends a fact when it happens or, for a request that waited for its order,
+        one lateness later; so the shop side trails the order side's horizon by the lateness:
+        in event mode through the order side's marks on the shop feed, else directly.
+        """
+        lateness = self.ctx.rules.allowed_lateness
+        if self.clock_mode == "event" and self.in_band_marks:
+            feeds = [(topic, p) for topic, p in self.assigned() if topic == self.shop_feed]
+            return self.shop_clock.advance(self.clock.remote_bound(feeds))
+        return self.shop_clock.advance(order_horizon - lateness if order_horizon else None)
+
+    def _fire_shops(self, now: Optional[datetime]) -> list[Outgoing]:
+        out: list[Outgoing] = []
+        if now is None:
+            return out
+        for shop_id in self.shop_deadlines.pop_due(now):
+            state = self.shops.get(shop_id)
+            if state is None:
+                continue
+            step = shop_rules.on_time(state, now, self.ctx.rules)
+            self._put_shop(shop_id, step.state, state.partition)
+            self.shop_deadlines.set(shop_id, step.next_deadline)
+            out.extend(self._route(shop_id, step.alerts))
+        return out
+
+    def _put_shop(self, shop_id: str, state: Any, partition: int) -> None:
+        if state is not None and state.partition != partition:
+            state = state.model_copy(update={"partition": partition})
+        self.shops.put(shop_id, state, partition)
+
+    async def shop_batch(self, records: list[Record]) -> None:
+        """Apply a batch of shop facts: rates per shop, alerts to shop-alerts."""
+        async with self.lock:
+            out: list[Outgoing] = []
+            dirty: dict[str, Any] = {}
+            dirty_partition: dict[str, int] = {}
+            now = self.shop_clock.current
+            for record in records:
+                fact = self._decode(record, self.shop_feed, SHOP_FEED_KINDS, out)
+                if fact is None:
+                    continue
+                state = dirty.get(fact.shop_id) or self.shops.get(fact.shop_id)
+                step = shop_rules.apply(state, fact, now, self.ctx.rules)
+                dirty[fact.shop_id] = step.state
+                dirty_partition[fact.shop_id] = record.partition
+                self.shop_deadlines.set(fact.shop_id, step.next_deadline)
+                out.extend(self._route(fact.shop_id, step.alerts))
+            for shop_id, state in dirty.items():
+                self._put_shop(shop_id, state, dirty_partition[shop_id])
+            await self._emit(out)
+            await self._tick()
 
     def rebuild_deadlines(self) -> None:
         """After recovery or a rebalance, schedule every stored key again (the heap is not stored)."""
@@ -463,10 +534,14 @@ class Shell:
             self.order_deadlines.set(order_id, order_rules.next_deadline(state, self.ctx))
         for number, state in self.waybills.items():
             self.waybill_deadlines.set(number, state.expires_at(self.ctx.rules.scan_retention))
+        self.shop_deadlines = Deadlines()
+        for shop_id, state in self.shops.items():
+            self.shop_deadlines.set(shop_id, shop_rules.next_deadline(state, self.ctx.rules))
 
     async def _emit(self, out: list[Outgoing]) -> None:
         """State first (changelogs), then outputs: what was emitted is always recorded."""
         await self.orders.flush()
         await self.waybills.flush()
+        await self.shops.flush()
         if out:
             await self.send(out)

@@ -55,8 +55,9 @@ def test_completed_orders_leave_both_tables_empty_after_retention():
             await engine.publish_messages(parse_line(number, text, engine.partitions))
         await tick(engine, end + timedelta(days=31))
     asyncio.run(go())
-    assert engine.orders == {} and engine.waybills == {}
+    assert engine.orders == {} and engine.waybills == {} and engine.shops == {}
     assert engine.shell.order_deadlines.due_at == {} and engine.shell.waybill_deadlines.due_at == {}
+    assert engine.shell.shop_deadlines.due_at == {}
 
 
 def test_state_stays_flat_over_a_long_stream():

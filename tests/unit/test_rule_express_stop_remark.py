@@ -109,7 +109,7 @@ def test_stages_share_one_warning_id_and_keep_the_remark_text_out_of_the_output(
     remark = "自提，电话13812345678"
     warned = rules.apply(None, "O1", order_paid(buyer_remark=remark), None, CTX)
     resolved = rules.apply(warned.state, "O1", upload(at=PAID + hours(1)), None, CTX)
-    (warning,) = [w for w in warned.outputs if w.rule == RULE]
+    (warning,) = [w for w in warned.outputs if getattr(w, "rule", None) == RULE]
     (done,) = [w for w in resolved.outputs if getattr(w, "rule", None) == RULE]
     assert warning.warning_id == done.warning_id == warning_id("O1", RULE)
     assert warning.deadline is None and warning.waybill_no is None
