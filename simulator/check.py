@@ -4,7 +4,9 @@ The simulated stream is replayed through the worker's own Shell and processors i
 (`streams.inprocess`, the contract's one-record-at-a-time reading); every emitted
 (order, rule, stage, occurred_at) is compared with the labels, which the simulator computed from
 its own, independent reading of the contract. Precision = matched / emitted, recall = matched /
-expected, per rule and stage; cancellation outcomes are compared as (order, decision, code).
+expected, per rule and stage; cancellation outcomes are compared as (order, decision, code), shop
+alerts as (shop, metric, stage, window_end) (none of a shop and metric from the instant the labels
+leave it open, `shop_alerts_unlabelled`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from schemas.types import format_time, parse_time
 
 RULE_ORDER = ("SHIP_OVERDUE", "WAYBILL_INVALID", "WAYBILL_REUSED", "NO_PICKUP", "STALLED_AFTER_PICKUP",
               "TRACKING_STALLED", "ADDRESS_MISMATCH", "PICKUP_BEFORE_PAYMENT", "NOT_DELIVERED",
@@ -35,13 +39,18 @@ class CheckReport:
     outcomes_expected: int = 0
     outcomes_matched: int = 0
     outcomes_emitted: int = 0
+    alerts_expected: int = 0
+    alerts_emitted: int = 0
+    alerts_matched: int = 0
+    alerts_missing: list[tuple] = field(default_factory=list)
+    alerts_extra: list[tuple] = field(default_factory=list)
     events: int = 0
     seconds: float = 0.0
 
     @property
     def perfect(self) -> bool:
         return not self.missing and not self.extra and self.outcomes_matched == self.outcomes_expected \
-            == self.outcomes_emitted
+            == self.outcomes_emitted and not self.alerts_missing and not self.alerts_extra
 
     def table(self) -> str:
         """The precision/recall table (markdown)."""
@@ -57,11 +66,35 @@ class CheckReport:
             rows.append(f"| cancellation outcomes | | {self.outcomes_expected} | {self.outcomes_emitted} | "
                         f"{_pct(self.outcomes_matched, self.outcomes_emitted)} | "
                         f"{_pct(self.outcomes_matched, self.outcomes_expected)} |")
+        rows.append(f"| shop alerts | | {self.alerts_expected} | {self.alerts_emitted} | "
+                    f"{_pct(self.alerts_matched, self.alerts_emitted)} | "
+                    f"{_pct(self.alerts_matched, self.alerts_expected)} |")
         return "\n".join(rows)
 
 
 def _pct(part: int, whole: int) -> str:
     return f"{100 * part / whole:.1f}%" if whole else "-"
+
+
+def _utc(text: str) -> str:
+    """An instant written the contract's way (UTC, Z), whatever offset it came with: compare instants."""
+    return format_time(parse_time(text))
+
+
+def _alerts(labels: dict[str, Any], emitted: list[dict]) -> tuple[Counter, Counter]:
+    """(wanted, got) shop alerts as (shop, metric, stage, window_end), without what the labels leave open."""
+    open_from = {(u["shop_id"], u["metric"]): parse_time(u["since"])
+                 for u in labels.get("shop_alerts_unlabelled", [])}
+
+    def labelled(key: tuple) -> bool:
+        since = open_from.get(key[:2])
+        return since is None or parse_time(key[3]) < since
+
+    wanted = Counter(key for key in ((a["shop_id"], a["metric"], a["stage"], _utc(a["window_end"]))
+                                     for a in labels.get("shop_alerts", [])) if labelled(key))
+    got = Counter(key for key in ((a["shop_id"], a["metric"], a["stage"], _utc(a["window_end"]))
+                                  for a in emitted) if labelled(key))
+    return wanted, got
 
 
 def check(events: Path, labels: dict[str, Any]) -> CheckReport:
@@ -91,15 +124,26 @@ def check(events: Path, labels: dict[str, Any]) -> CheckReport:
     report.outcomes_expected = sum(wanted_outcomes.values())
     report.outcomes_emitted = sum(got_outcomes.values())
     report.outcomes_matched = sum((wanted_outcomes & got_outcomes).values())
+    wanted_alerts, got_alerts = _alerts(labels, engine.output("shop-alerts"))
+    report.alerts_expected = sum(wanted_alerts.values())
+    report.alerts_emitted = sum(got_alerts.values())
+    report.alerts_matched = sum((wanted_alerts & got_alerts).values())
+    report.alerts_missing = sorted((wanted_alerts - got_alerts).elements())
+    report.alerts_extra = sorted((got_alerts - wanted_alerts).elements())
     return report
 
 
 def run_check(events: Path, labels_path: Path) -> int:
     """Print the table; 0 when every label matches and nothing else was emitted, else 1."""
-    report = check(events, json.loads(labels_path.read_text(encoding="utf-8")))
+    labels = json.loads(labels_path.read_text(encoding="utf-8"))
+    report = check(events, labels)
     print(f"\ncheck: replayed through the worker's logic in process in {report.seconds:.1f} s")
     print(report.table())
-    for label, items in (("missing", report.missing), ("extra", report.extra)):
+    for item in labels.get("shop_alerts_unlabelled", []):
+        print(f"  shop alerts of {item['shop_id']} {item['metric']} not compared from {item['since']}: "
+              f"{item['reason']}")
+    for label, items in (("missing", report.missing), ("extra", report.extra),
+                         ("missing shop alert", report.alerts_missing), ("extra shop alert", report.alerts_extra)):
         for item in items[:10]:
             print(f"  {label}: {item}")
         if len(items) > 10:

@@ -20,7 +20,8 @@ from simulator.labels import RULES, STAGES
 
 DESCRIPTION = """\
 Write a deterministic, realistic stream of shipguard input events and the labels that say what
-the contract requires on violation-warnings for every order.
+the contract requires on violation-warnings for every order, on cancellation-outcomes for every
+request and on shop-alerts for every shop.
 
 Shops on douyin, taobao and tiktok take payments with an evening peak; merchants upload waybills
 (SF, ZTO, YTO, ... numbers in each carrier's real format), couriers pick parcels up and scan them
@@ -34,7 +35,9 @@ with a clock tick 31 days after the last event: replay it with the worker in eve
 LABELS.json: {"seed", "generator", "orders": {ORDER_ID: {"shop_id", "platform", "faults",
 "variant", "expected": [{"rule", "stage", "occurred_at"}], "cancellations": [{"event_id",
 "reason", "variant", "expected_decision", "expected_code"}]}}, "counts": {RULE: {STAGE: n}},
-"injected": {RULE: n}}; times in UTC.
+"injected": {RULE: n}, "shop_alerts": [{"shop_id", "metric", "stage", "window_end"}] in time order,
+"shop_alerts_unlabelled": [{"shop_id", "metric", "since", "reason"}] (where the contract leaves
+a shop's alerts open: none of that shop and metric are labelled from `since` on)}; times in UTC.
 """
 
 EXAMPLES = """\
@@ -125,6 +128,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="share of orders, all without a fault, that get cancellation requests (all four "
                              f"reasons, approved and rejected), e.g. --cancel-share {DEFAULT_CANCEL_SHARE} "
                              "(the default)")
+    parser.add_argument("--problem-shop-share", type=_share, default=0.0, metavar="F",
+                        help="make two shops cross the shop-alert thresholds: in the first half of the run, this "
+                             "share of the second-largest shop's orders is never dispatched or dispatched late "
+                             "(SHIP_OVERDUE), and of the third-largest shop's orders cancelled as out of stock, "
+                             "e.g. --problem-shop-share 0.08 (default 0: no problem shops)")
     parser.add_argument("--check", action="store_true",
                         help="then replay the stream through the worker's logic in process and print precision "
                              "and recall per rule and stage against the labels (exit 1 on any difference), e.g. --orders 10000 --days 7 --seed 1 --check")
@@ -139,7 +147,8 @@ def config_from(args: argparse.Namespace) -> SimulationConfig:
         DEFAULT_FAULT_SHARE if args.fault_share is None else args.fault_share)
     return SimulationConfig(orders=args.orders, days=args.days, seed=args.seed, start=args.start,
                             shops=args.shops, faults=faults, cancel_share=args.cancel_share,
-                            duplicate_share=args.duplicate_share)
+                            duplicate_share=args.duplicate_share,
+                            problem_shop_share=getattr(args, "problem_shop_share", 0.0))
 
 
 def _write(path: Path, data: bytes) -> None:
@@ -189,6 +198,11 @@ def summary(sim: Simulation) -> list[str]:
     cancelled = sum(1 for o in sim.orders if o.cancellations)
     lines.append(f"cancellation requests: {topics['cancellation-requests']} on {cancelled} orders "
                  f"(APPROVED {decisions['APPROVED']}, REJECTED {decisions['REJECTED']})")
+    alerts, unlabelled = output.shop_alerts(sim)
+    by_metric = Counter((a["metric"], a["stage"]) for a in alerts)
+    lines.append(f"expected on shop-alerts: {len(alerts)} ("
+                 + ", ".join(f"{m} {s} {n}" for (m, s), n in sorted(by_metric.items())) + ")"
+                 + (f", {len(unlabelled)} shop metrics left open from some instant on" if unlabelled else ""))
     return lines
 
 

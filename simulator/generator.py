@@ -107,6 +107,11 @@ CANCEL_VARIANTS: dict[str, tuple[str, ...]] = {
     "asked_twice": ("APPROVED", "ALREADY_CANCELLED"),
 }
 
+# what goes wrong in the problem shops (SimulationConfig.problem_shop_share): the late shop's orders get
+# these SHIP_OVERDUE variants (each a VIOLATION), the out-of-stock shop's these approved cancellations
+PROBLEM_SHOP_VARIANTS = {"late": ("never_dispatched", "late_dispatch"),
+                         "out_of_stock": ("out_of_stock_before_upload", "out_of_stock_after_upload")}
+
 # local hour -> relative share of payments: quiet at night, busiest during evening live streams
 _HOURLY = (3, 1.5, 0.8, 0.5, 0.4, 0.5, 1, 2, 3, 4, 5, 5, 6, 5.5, 5, 5, 5, 5.5, 6, 7.5, 9, 10, 9, 6)
 _HOURLY_CUM = tuple(sum(_HOURLY[: i + 1]) for i in range(24))
@@ -140,6 +145,10 @@ class SimulationConfig:
     cancel_share: float = DEFAULT_CANCEL_SHARE
     duplicate_share: float = 0.0
     thresholds: Thresholds = DEFAULT_THRESHOLDS
+    # two problem shops for `shop-alerts`: this share of the orders each takes in the first half of
+    # the run (a bad spell) is paid but never dispatched in time in one, and cancelled as out of
+    # stock in the other (see PROBLEM_SHOP_VARIANTS); 0 leaves every shop as it is
+    problem_shop_share: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -265,8 +274,28 @@ class _Generator:
             orders[pool[position]].cancel_variant = cancel_variants[k % len(cancel_variants)]
             position += 1
         rest = pool[position:]
+        if self.cfg.problem_shop_share:
+            rest = self._problem_shops(orders, rest)
         n_pairs = min(int(n * MERGED_SHARE / 2), len(rest) // 2)
         return [(orders[rest[2 * k]], orders[rest[2 * k + 1]]) for k in range(n_pairs)]
+
+    def _problem_shops(self, orders: list[Order], rest: list[int]) -> list[int]:
+        """Give the problem shops their problem (see SimulationConfig); returns the orders left over."""
+        shops = sorted({s.shop_id: s for s in self.shop_of.values()}.values(), key=lambda s: (-s.size, s.shop_id))
+        late, out_of_stock = shops[min(1, len(shops) - 1)], shops[min(2, len(shops) - 1)]
+        spell_end = self.start + (self.cfg.days + 1) // 2 * DAY
+        share = self.cfg.problem_shop_share
+        chosen: set[int] = set()
+        for shop, problem in ((late, "late"), (out_of_stock, "out_of_stock")):
+            mine = [i for i in rest if i not in chosen and self.shop_of[i] is shop and orders[i].paid_at < spell_end]
+            variants = PROBLEM_SHOP_VARIANTS[problem]
+            for k, i in enumerate(mine[: round(share * len(mine))]):
+                if problem == "late":
+                    orders[i].fault, orders[i].variant = "SHIP_OVERDUE", variants[k % len(variants)]
+                else:
+                    orders[i].cancel_variant = variants[k % len(variants)]
+                chosen.add(i)
+        return [i for i in rest if i not in chosen]
 
     def _attempt(self, unit: list[Order], build: Callable[[], list[Scan]]) -> None:
         """Build `unit` until the labeller finds it as intended and unambiguous."""

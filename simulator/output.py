@@ -17,6 +17,7 @@ from schemas.codec import dumps
 from simulator.generator import Simulation
 from simulator.labels import RULES, STAGES, utc
 from simulator.model import Order, Scan
+from simulator.shop_labels import as_json, label_shops
 
 
 class _Clock:
@@ -140,19 +141,35 @@ def generator_params(sim: Simulation) -> dict[str, Any]:
     return {"orders": cfg.orders, "days": cfg.days, "start": cfg.start.isoformat(), "shops": cfg.shops,
             "faults": {rule: share for rule, share in cfg.faults.items() if share},
             "cancel_share": cfg.cancel_share, "duplicate_share": cfg.duplicate_share,
+            **({"problem_shop_share": cfg.problem_shop_share} if cfg.problem_shop_share else {}),
             "final_tick": utc(sim.final_tick)}
+
+
+def shop_alerts(sim: Simulation) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+    """What the stream requires on `shop-alerts`, in time order, and the (shop, metric) left open from when."""
+    return as_json(label_shops(sim.orders, sim.verdicts, sim.config.thresholds, world=sim.world,
+                               ticks=[sim.final_tick]))
 
 
 def labels(sim: Simulation) -> dict[str, Any]:
     """The LABELS.json content as plain data."""
+    alerts, unlabelled = shop_alerts(sim)
     return {"seed": sim.config.seed, "generator": generator_params(sim),
             "orders": {o.order_id: order_labels(sim, o) for o in sim.orders},
-            "counts": counts(sim), "injected": injected(sim)}
+            "counts": counts(sim), "injected": injected(sim),
+            "shop_alerts": alerts, "shop_alerts_unlabelled": unlabelled}
 
 
 def render_labels(sim: Simulation) -> bytes:
-    """The LABELS.json file: one order a line, so that it diffs and greps well."""
+    """The LABELS.json file: one order, one shop alert a line, so that it diffs and greps well."""
     orders = b",\n".join(dumps(o.order_id) + b":" + dumps(order_labels(sim, o)) for o in sim.orders)
+    alerts, unlabelled = shop_alerts(sim)
+
+    def listed(items: list[dict[str, str]]) -> bytes:
+        return b"[\n" + b",\n".join(dumps(item) for item in items) + b"\n]" if items else b"[]"
+
     return (b'{"seed":' + dumps(sim.config.seed) + b',\n"generator":' + dumps(generator_params(sim))
             + b',\n"orders":{\n' + orders + b'\n},\n"counts":' + dumps(counts(sim))
-            + b',\n"injected":' + dumps(injected(sim)) + b"}\n")
+            + b',\n"injected":' + dumps(injected(sim))
+            + b',\n"shop_alerts":' + listed(alerts) + b',\n"shop_alerts_unlabelled":' + listed(unlabelled)
+            + b"}\n")

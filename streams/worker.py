@@ -179,6 +179,7 @@ class Shell:
         self.order_clock = SideClock()
         self.waybill_clock = SideClock()
         self.shop_clock = SideClock()
+        self.facts_in_flight = 0  # shop facts sent and not yet applied (counted without in-band marks)
         self.order_deadlines = Deadlines()
         self.waybill_deadlines = Deadlines()
         self.processed: dict[tuple[str, int], int] = {}
@@ -356,6 +357,7 @@ class Shell:
                          item.request_event_id, item.decision, item.code)
                 routed.append(Outgoing(T.CANCELLATION_OUTCOMES, order_id.encode("utf-8"), codec.dumps(item)))
             elif isinstance(item, ShopFact):
+                self.facts_in_flight += not self.in_band_marks
                 routed.append(Outgoing(self.shop_feed, item.shop_id.encode("utf-8"), codec.dumps(item)))
             elif isinstance(item, ShopAlert):
                 self.metrics.outputs[(item.metric, item.stage)] += 1
@@ -483,6 +485,9 @@ class Shell:
         if self.clock_mode == "event" and self.in_band_marks:
             feeds = [(topic, p) for topic, p in self.assigned() if topic == self.shop_feed]
             return self.shop_clock.advance(self.clock.remote_bound(feeds))
+        if not self.in_band_marks and self.facts_in_flight:
+            # in process: facts this side sent are still queued; they may be older than the horizon
+            return self.shop_clock.current
         return self.shop_clock.advance(order_horizon - lateness if order_horizon else None)
 
     def _fire_shops(self, now: Optional[datetime]) -> list[Outgoing]:
@@ -515,6 +520,8 @@ class Shell:
                 fact = self._decode(record, self.shop_feed, SHOP_FEED_KINDS, out)
                 if fact is None:
                     continue
+                if not self.in_band_marks:
+                    self.facts_in_flight = max(0, self.facts_in_flight - 1)
                 state = dirty.get(fact.shop_id) or self.shops.get(fact.shop_id)
                 step = shop_rules.apply(state, fact, now, self.ctx.rules)
                 dirty[fact.shop_id] = step.state

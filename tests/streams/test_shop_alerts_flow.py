@@ -69,3 +69,18 @@ def test_fewer_than_twenty_orders_never_alert():
         await tick(engine, PAID + hours(60))
     asyncio.run(go())
     assert alerts(engine) == []
+
+
+def test_presale_orders_paid_long_before_their_ship_by_count_when_their_violations_arrive():
+    """A violation fired by a jump of stream time is still evaluated at its own time (found by the labeller)."""
+    engine = InProcessEngine(load_rules())
+
+    async def go():
+        for i in range(25):
+            ship_by = PAID + timedelta(days=10, minutes=i)
+            await publish(engine, "order-paid", f"P{i}", order_paid(f"P{i}", at=PAID + timedelta(minutes=i),
+                                                                     presale=True, ship_by=ship_by.isoformat()))
+        await tick(engine, PAID + timedelta(days=12))
+    asyncio.run(go())
+    late = [(a["metric"], a["stage"], a["window_end"]) for a in engine.output("shop-alerts")]
+    assert late == [("LATE_DISPATCH_RATE", "WARNING", "2026-03-12T02:19:00Z")]
