@@ -31,13 +31,22 @@ def key(warning):
     return (warning["warning_id"], warning["order_id"], warning["rule"], warning["stage"], warning["occurred_at"])
 
 
+def outputs(read):
+    """Warnings, cancellation outcomes and shop alerts, each sorted, from a topic reader."""
+    return {
+        "warnings": sorted(key(w) for w in read("violation-warnings")),
+        "outcomes": sorted((o["request_event_id"], o["code"], o["decided_at"]) for o in read("cancellation-outcomes")),
+        "alerts": sorted((a["alert_id"], a["stage"], a["window_end"], a["value"]) for a in read("shop-alerts")),
+    }
+
+
 @pytest.fixture(scope="module")
 def stream(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ref")
     events, labels = tmp / "events.jsonl", tmp / "labels.json"
     parser = argparse.ArgumentParser()
     add_arguments(parser)
-    assert simulate(parser.parse_args(["--orders", "400", "--days", "5", "--seed", "11", "--cancel-share", "0",
+    assert simulate(parser.parse_args(["--orders", "400", "--days", "5", "--seed", "11", "--cancel-share", "0.1",
                                        "--out", str(events), "--labels", str(labels)])) == 0
     return events, labels
 
@@ -46,7 +55,7 @@ def stream(tmp_path_factory):
 def reference(stream):
     engine = InProcessEngine(load_rules())
     asyncio.run(engine.run_file(stream[0]))
-    return sorted(key(w) for w in engine.output("violation-warnings"))
+    return outputs(engine.output)
 
 
 @pytest.fixture(scope="module")
@@ -58,11 +67,11 @@ def on_kafka(stream, tmp_path_factory):
                                   env=worker.env, capture_output=True, text=True, timeout=120)
             assert done.returncode == 0, done.stderr
             wait_idle([broker.bootstrap], APP_ID, timeout=120)
-            return sorted(key(w) for w in read_topic([broker.bootstrap], "violation-warnings"))
+            return outputs(lambda topic: read_topic([broker.bootstrap], topic))
 
 
 def test_the_worker_on_a_real_broker_gives_exactly_the_one_at_a_time_reading(on_kafka, reference):
-    assert reference, "the simulated stream must produce warnings to compare"
+    assert reference["warnings"] and reference["outcomes"], "the stream must produce outputs to compare"
     assert on_kafka == reference
 
 
@@ -73,5 +82,5 @@ def test_the_reading_matches_the_simulators_independent_labels_for_the_implement
     want = sorted((order_id, item["rule"], item["stage"], item["occurred_at"])
                   for order_id, order in labels["orders"].items() for item in order["expected"]
                   if item["rule"] in IMPLEMENTED)
-    got = sorted((order_id, rule, stage, at) for _, order_id, rule, stage, at in reference)
+    got = sorted((order_id, rule, stage, at) for _, order_id, rule, stage, at in reference["warnings"])
     assert got == want
