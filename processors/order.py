@@ -180,7 +180,7 @@ def _evaluate(state: OrderState, now: Optional[datetime], ctx: Context) -> Step:
                          platform=w.platform, order_id=w.order_id, at=w.occurred_at)
                 for w in warnings if w.rule == "SHIP_OVERDUE" and w.stage == "VIOLATION"]
     outputs += [ShopFact(kind="MERCHANT_FAULT_CANCEL", fact_id=f"cancel:{o.request_event_id}", shop_id=o.shop_id,
-                         platform=state.facts.platform, order_id=o.order_id, at=_requested_at(o, state))
+                         platform=state.facts.platform, order_id=o.order_id, at=state.cancelled_at)
                 for o in outcomes if isinstance(o, CancellationOutcome) and o.merchant_fault and state.facts]
     expiry = state.last_activity + ctx.rules.order_retention if state.last_activity else None
     if wake is None and _settled(state, ctx):
@@ -191,12 +191,6 @@ def _evaluate(state: OrderState, now: Optional[datetime], ctx: Context) -> Step:
         else:
             wake = state.last_activity
     return Step(state, outputs, earliest(wake, expiry))
-
-
-def _requested_at(outcome: CancellationOutcome, state: OrderState) -> datetime:
-    """An approved request's requested_at: the moment the order was cancelled."""
-    assert state.cancelled_at is not None
-    return state.cancelled_at
 
 
 def _emitted(stage: StageOut) -> Emitted:

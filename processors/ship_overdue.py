@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any, Optional
 
 from processors.config import RulesConfig
+from processors.facts import upload_evidence
 from processors.lifecycle import Occurrence, RuleResult, collect, local_time
 from schemas.state import OrderState
 
@@ -30,10 +31,7 @@ def dispatch(order: OrderState, evidence: str) -> Optional[tuple[datetime, dict[
     first_upload: dict[str, datetime] = {}
     for upload in order.uploads:
         if upload.carrier == "SELF_PICKUP" or (evidence == "valid_upload" and upload.valid):
-            candidates.append((upload.uploaded_at, {"upload_event_id": upload.event_id,
-                                                    "carrier": upload.carrier,
-                                                    "waybill_no": upload.waybill_no,
-                                                    "uploaded_at": upload.uploaded_at}))
+            candidates.append((upload.uploaded_at, upload_evidence(upload)))
         if upload.waybill_no and (upload.waybill_no not in first_upload
                                   or upload.uploaded_at < first_upload[upload.waybill_no]):
             first_upload[upload.waybill_no] = upload.uploaded_at

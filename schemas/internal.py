@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any, Literal, Optional, Union
 
-from pydantic import Field
 
 from schemas.state import OtherUpload, ScanFact, StateModel
 from schemas.types import Time
@@ -73,4 +72,4 @@ def _shop_feed_kinds() -> dict[str, type]:
 
 SHOP_FEED_KINDS = _shop_feed_kinds()
 __all__ = ["RegisterUpload", "Rekeyed", "ScansForOrder", "Watermark", "WaybillFeed", "OrderFeed",
-           "WAYBILL_FEED_KINDS", "ORDER_FEED_KINDS", "Field"]
+           "WAYBILL_FEED_KINDS", "ORDER_FEED_KINDS", "SHOP_FEED_KINDS"]

@@ -7,7 +7,6 @@ outputs carry (see processors.pii): the clear name, phone and address never reac
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal
 from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict
@@ -139,4 +138,4 @@ class WaybillState(StateModel):
 
 
 __all__ = ["OrderFacts", "UploadFact", "ScanFact", "OtherUpload", "Emitted", "OrderState",
-           "Registration", "WaybillState", "Decimal"]
+           "Registration", "WaybillState"]

@@ -40,7 +40,6 @@ class InProcessEngine:
                  salt: str = "test-salt", clock: str = "event", wall_now: Any = None) -> None:
         self.partitions = partitions
         self.log: dict[str, dict[int, list[Record]]] = defaultdict(lambda: defaultdict(list))
-        self.read: dict[tuple[str, int], int] = {}
         self.waybill_feed, self.order_feed, self.shop_feed = T.internal_topics(app_id)
         self.order_topics = {T.ORDER_PAID, T.WAYBILL_UPLOADED, T.CANCELLATION_REQUESTS, T.CLOCK_TICKS,
                              self.order_feed}
@@ -87,7 +86,6 @@ class InProcessEngine:
                 self._queue.append(record)
 
     async def _deliver(self, record: Record) -> None:
-        self.read[(record.topic, record.partition)] = record.offset + 1
         if record.topic in self.order_topics:
             await self.shell.order_batch([record])
         elif record.topic in self.shop_topics:
