@@ -24,7 +24,7 @@ from schemas.state import OrderState, WaybillState
 from streams import topics as T
 from streams.config import Settings
 from streams.serde import KeyCodec, StateCodec
-from streams.worker import Outgoing, Record, Shell, StateStore
+from streams.worker import Outgoing, PartitionedStore, Record, Shell, StateStore
 
 log = logging.getLogger("shipguard")
 
@@ -64,6 +64,15 @@ def _table(app: faust.App, name: str, model: type, partitions: int) -> Any:
     return table
 
 
+def _state_store(table: Any, rocksdb: bool) -> StateStore:
+    """The shell's view of a table: the memory store as is, RocksDB addressed by partition."""
+    data = table.data
+    if rocksdb:
+        key_codec, value_codec = table.key_serializer, table.value_serializer
+        data = PartitionedStore(data, key_codec.dumps, value_codec.dumps, key_codec.loads, value_codec.loads)
+    return StateStore(data, _changelog_writer(table))
+
+
 def _changelog_writer(table: Any) -> Any:
     """Send one changelog record to an explicit partition, awaited (not Faust's ProducerBuffer)."""
 
@@ -83,7 +92,7 @@ def build_app(settings: Settings, rules: RulesConfig, faust_overrides: Optional[
     app = faust.App(
         settings.app_id,
         broker=settings.broker,
-        store="memory://",
+        store="rocksdb://" if settings.store == "rocksdb" else "memory://",
         topic_partitions=n,
         topic_replication_factor=1,
         key_serializer="raw",
@@ -138,12 +147,12 @@ def build_app(settings: Settings, rules: RulesConfig, faust_overrides: Optional[
     def start_offset(key: tuple[str, int]) -> int:
         return app.consumer._committed_offset.get(TP(*key)) or 0
 
+    rocksdb = settings.store == "rocksdb"
     shell = Shell(
         ctx=Context(rules=rules, salt=settings.pii_salt), clock_mode=settings.clock, partitions=n,
         app_id=settings.app_id,
-        orders=StateStore(orders.data, _changelog_writer(orders)),
-        waybills=StateStore(waybills.data, _changelog_writer(waybills)),
-        shops=StateStore(shops.data, _changelog_writer(shops)),
+        orders=_state_store(orders, rocksdb), waybills=_state_store(waybills, rocksdb),
+        shops=_state_store(shops, rocksdb),
         send=send, assigned=assigned, end_offsets=end_offsets, start_offset=start_offset)
     ready = {"done": False}
 

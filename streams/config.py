@@ -12,6 +12,7 @@
 | SHIPGUARD_PII_SALT | (dev salt) | salt for hashing recipients; set a secret one in production |
 | SHIPGUARD_LOG_LEVEL | info | worker log level |
 | SHIPGUARD_APP_ID | shipguard | Faust app id: consumer group and internal topic prefix |
+| SHIPGUARD_STORE | memory | table store: `memory` (rebuilt from the changelogs at start) or `rocksdb` (on disk under the data dir) |
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Mapping, Optional
 ENV_VARS = (
     "SHIPGUARD_BROKER", "SHIPGUARD_CLOCK", "SHIPGUARD_PARTITIONS", "SHIPGUARD_DATA_DIR",
     "SHIPGUARD_RULES", "SHIPGUARD_WEB_PORT", "SHIPGUARD_BROKER_COMPAT", "SHIPGUARD_PII_SALT",
-    "SHIPGUARD_LOG_LEVEL", "SHIPGUARD_APP_ID",
+    "SHIPGUARD_LOG_LEVEL", "SHIPGUARD_APP_ID", "SHIPGUARD_STORE",
 )
 
 DEV_SALT = "shipguard-dev-salt-change-me"
@@ -48,6 +49,7 @@ class Settings:
     pii_salt: str = DEV_SALT
     log_level: str = "info"
     app_id: str = "shipguard"
+    store: str = "memory"
 
     @property
     def bootstrap_servers(self) -> list[str]:
@@ -98,6 +100,7 @@ def load_settings(env: Optional[Mapping[str, str]] = None, **overrides: object) 
         log_level=_choice(env, "SHIPGUARD_LOG_LEVEL", "info",
                           ("debug", "info", "warning", "warn", "error", "critical")),
         app_id=env.get("SHIPGUARD_APP_ID") or "shipguard",
+        store=_choice(env, "SHIPGUARD_STORE", "memory", ("memory", "rocksdb")),
     )
     values.update({k: v for k, v in overrides.items() if v is not None})
     if values["clock"] not in ("wall", "event"):

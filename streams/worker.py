@@ -67,6 +67,9 @@ class StateStore:
     ProducerBuffer, which drains one message per loop turn and stalls the stream when full.
     We write the store at once and queue one changelog record per dirty key; `flush` sends them
     (awaited, in order) before the batch's outputs.
+
+    `data` is a mapping of key -> state (Faust's memory store, or a dict in process), or a
+    `PartitionedStore` (RocksDB) that is addressed by partition.
     """
 
     def __init__(self, data: Any, send_changelog: Optional[Callable[[int, str, Any], Awaitable[Any]]]) -> None:
@@ -74,11 +77,15 @@ class StateStore:
         self.send_changelog = send_changelog
         self.pending: dict[str, tuple[int, Any]] = {}
 
-    def get(self, key: str) -> Any:
+    def get(self, key: str, partition: Optional[int] = None) -> Any:
+        if isinstance(self.data, PartitionedStore):
+            return self.data.get(key, partition)
         return self.data.get(key)
 
     def put(self, key: str, value: Any, partition: int) -> None:
-        if value is None:
+        if isinstance(self.data, PartitionedStore):
+            self.data.put(key, value, partition)
+        elif value is None:
             if key in self.data:
                 del self.data[key]
         else:
@@ -105,6 +112,50 @@ class StateStore:
 
     def items(self) -> Iterable[tuple[str, Any]]:
         return list(self.data.items())
+
+
+class PartitionedStore:
+    """Faust's RocksDB store addressed by partition (one database per changelog partition).
+
+    Faust's own `__getitem__`/`__setitem__` pick the database of `current_event()`'s partition,
+    which inside a batch is the batch's last record: wrong for every other key of the batch.
+    Here the caller names the partition (every topic is co-partitioned, so a key's partition is
+    that of the record that brought it); without one (timers), the key's last known partition
+    or a search over the open databases.
+    """
+
+    def __init__(self, store: Any, encode_key: Callable[[str], bytes], encode_value: Callable[[Any], bytes],
+                 decode_key: Callable[[bytes], str], decode_value: Callable[[bytes], Any]) -> None:
+        self.store = store
+        self.encode_key, self.encode_value = encode_key, encode_value
+        self.decode_key, self.decode_value = decode_key, decode_value
+
+    def get(self, key: str, partition: Optional[int] = None) -> Any:
+        raw_key = self.encode_key(key)
+        if partition is None:
+            found = self.store._get_bucket_for_key(raw_key)
+            raw = found.value if found is not None else None
+        else:
+            raw = self.store._db_for_partition(partition).get(raw_key)
+            if raw is not None:
+                self.store._key_index[raw_key] = partition
+        return None if raw is None else self.decode_value(raw)
+
+    def put(self, key: str, value: Any, partition: int) -> None:
+        raw_key = self.encode_key(key)
+        db = self.store._db_for_partition(partition)
+        if value is None:
+            db.delete(raw_key)
+            self.store._key_index.pop(raw_key, None)
+        else:
+            db.put(raw_key, self.encode_value(value))
+            self.store._key_index[raw_key] = partition
+
+    def items(self) -> Iterable[tuple[str, Any]]:
+        return [(self.decode_key(k), self.decode_value(v)) for k, v in self.store._iteritems()]
+
+    def __len__(self) -> int:
+        return self.store._size()
 
 
 class Deadlines:
@@ -315,7 +366,7 @@ class Shell:
                 if record.key != order_id.encode("utf-8"):
                     out.append(self._rekey(record.topic, order_id, message))
                     continue
-            state = dirty.get(order_id) or self.orders.get(order_id)
+            state = dirty.get(order_id) or self.orders.get(order_id, record.partition)
             step = order_rules.apply(state, order_id, message, horizon, self.ctx)
             if step.state is state and not step.outputs:
                 self.metrics.duplicates += int(state is not None and order_rules.event_id(message) in state.seen)
@@ -388,7 +439,7 @@ class Shell:
                 if record.key != number.encode("utf-8"):
                     out.append(self._rekey(record.topic, number, message))
                     continue
-            state = dirty.get(number) or self.waybills.get(number)
+            state = dirty.get(number) or self.waybills.get(number, record.partition)
             if isinstance(message, ParcelScanned):
                 step = waybill_rules.apply_scan(state, message, self.ctx.rules)
             else:
@@ -522,7 +573,7 @@ class Shell:
                     continue
                 if not self.in_band_marks:
                     self.facts_in_flight = max(0, self.facts_in_flight - 1)
-                state = dirty.get(fact.shop_id) or self.shops.get(fact.shop_id)
+                state = dirty.get(fact.shop_id) or self.shops.get(fact.shop_id, record.partition)
                 step = shop_rules.apply(state, fact, now, self.ctx.rules)
                 dirty[fact.shop_id] = step.state
                 dirty_partition[fact.shop_id] = record.partition

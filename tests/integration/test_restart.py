@@ -17,7 +17,8 @@ pytestmark = pytest.mark.integration
 APP_ID = "shipguard-restart"
 
 
-def test_a_restarted_worker_recovers_every_order_and_number_and_emits_nothing_twice(tmp_path):
+@pytest.mark.parametrize("store", ["memory", "rocksdb"])
+def test_a_restarted_worker_recovers_every_order_and_number_and_emits_nothing_twice(tmp_path, store):
     events, labels = tmp_path / "events.jsonl", tmp_path / "labels.json"
     parser = argparse.ArgumentParser()
     add_arguments(parser)
@@ -36,10 +37,15 @@ def test_a_restarted_worker_recovers_every_order_and_number_and_emits_nothing_tw
     with EmbeddedBroker() as broker:
         bootstrap = [broker.bootstrap]
         log = tmp_path / "worker.log"
-        with WorkerProcess(broker.url, log, app_id=APP_ID, web_port=free_port()):
+        env = {"SHIPGUARD_STORE": store}
+        with WorkerProcess(broker.url, log, app_id=APP_ID, web_port=free_port(), data_dir=tmp_path / "data",
+                           extra_env=env):
             replay(first, bootstrap, 8, progress=False)
             wait_idle(bootstrap, APP_ID, timeout=120)
-        again = WorkerProcess(broker.url, log, app_id=APP_ID, web_port=free_port(), data_dir=tmp_path / "other")
+        # memory: a new data dir, so everything comes back from the changelogs; rocksdb: the same
+        # data dir, so the store opens from disk and reads only what it has not persisted
+        data_dir = tmp_path / ("other" if store == "memory" else "data")
+        again = WorkerProcess(broker.url, log, app_id=APP_ID, web_port=free_port(), data_dir=data_dir, extra_env=env)
         with again:
             ready = re.search(r"worker ready: .* orders=(\d+) waybills=(\d+)", again.log_text())
             assert ready and (int(ready[1]), int(ready[2])) == (len(before_tick.orders), len(before_tick.waybills))
