@@ -4,9 +4,10 @@ Trigger: the first OUT_FOR_DELIVERY or DELIVERED scan of a number (by event time
 other than the recipient's (both normalised: 杭州 = 杭州市) -> an immediate VIOLATION, once per
 order and number, occurred_at = that scan's time (or the upload that joined it, if later).
 No WARNING, no deadline, no rectification. Express orders' courier numbers only.
-"Immediate" in event time: the VIOLATION fires once stream time minus the allowed lateness has
-reached its occurred_at, so that an earlier door-step scan that arrives out of order within the
-lateness is still taken as the first one.
+"Immediate" in event time: in event mode the VIOLATION fires once stream time minus the allowed
+lateness has reached its occurred_at, so that an earlier door-step scan that arrives out of order
+within the lateness is still taken as the first one; in wall mode (`rules.decide_on_read`) it
+fires when the scan is read.
 State: none of its own; reads the order's recipient city and joined scans (processors.order).
 """
 
@@ -38,7 +39,8 @@ def evaluate(order: OrderState, now: Optional[datetime], rules: RulesConfig) -> 
         first = at_door[0]
         at = segment.joined(first.scan_at)
         occurrences.append(Occurrence(
-            RULE, segment.number or "", warn_at=at, deadline=None, violation_only=True, waybill_no=segment.number,
+            RULE, segment.number or "", warn_at=at, deadline=None, violation_only=True,
+            warning_on_event=rules.decide_on_read, waybill_no=segment.number,
             evidence={"scan": {"event_id": first.event_id, "status": first.status, "scan_at": first.scan_at,
                                "city": first.city}, "recipient_city": facts.city},
             messages={"VIOLATION": f"订单{order.order_id}的运单{segment.number}于{local_time(first.scan_at)}在"

@@ -73,6 +73,11 @@ class RulesConfig(_Strict):
     remote_provinces: tuple[str, ...]
     very_remote_provinces: tuple[str, ...]
     platforms: dict[Literal["douyin", "taobao", "tiktok"], PlatformRules]
+    # Set by the worker from its clock, not from the file: in wall mode rules 7 and 8 and the
+    # cancellation review decide when their event is read (the contract's "immediate"); in event
+    # mode they wait until stream time minus the lateness has passed the event, so that the
+    # outputs do not depend on the order in which partitions are fetched.
+    decide_on_read: bool = Field(default=False, exclude=True)
 
     @model_validator(mode="after")
     def _every_platform(self) -> "RulesConfig":

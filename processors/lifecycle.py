@@ -70,7 +70,8 @@ class Occurrence:
     rectified_at: event time of the first rectifying event (RESOLVED if strictly before the
     deadline); ends_at: when the rule stops because its number was replaced (改单号): an open
     WARNING then ends RESOLVED with `evidence.resolution = "WAYBILL_REPLACED"`;
-    violation_only: rules 7 and 8, a VIOLATION at `warn_at` and nothing else.
+    violation_only: rules 7 and 8, a VIOLATION at `warn_at` and nothing else (when its event
+    is read if `warning_on_event`, i.e. in wall mode; else once `now` has reached `warn_at`).
     """
 
     rule: str
@@ -107,7 +108,7 @@ def occurrence_stages(order_id: str, occurrence: Occurrence, now: Optional[datet
 
     if o.violation_only:
         if emitted_stage(emitted, wid, "VIOLATION") is None:
-            if now is not None and now >= o.warn_at:
+            if o.warning_on_event or (now is not None and now >= o.warn_at):
                 stage("VIOLATION", o.warn_at)
             else:
                 result.wake_at(o.warn_at)

@@ -209,7 +209,8 @@ def _judge(state: OrderState, fresh: list[StageOut], horizon: Optional[datetime]
     wake: Optional[datetime] = None
     for request in sorted(state.requests, key=lambda r: (r.requested_at, r.event_id)):
         due = request.requested_at + lateness if request.waiting else request.requested_at
-        if horizon is None or horizon < due:
+        on_read = ctx.rules.decide_on_read and not request.waiting
+        if not on_read and (horizon is None or horizon < due):
             pending.append(request)
             wake = earliest(wake, due)
             continue

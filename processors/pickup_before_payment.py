@@ -4,7 +4,8 @@ Trigger: the first scan of a number the order uploaded is earlier than paid_at -
 VIOLATION, once per order and number, occurred_at = the latest of the proving events: the scan,
 the order-paid, and the upload that joined the scan to the order (contract example ex06).
 No WARNING, no deadline, no rectification. Express orders' courier numbers only.
-Fires once stream time minus the allowed lateness has reached occurred_at (see rule 7).
+Fires once stream time minus the allowed lateness has reached occurred_at in event mode, when
+read in wall mode (see rule 7).
 State: none of its own; reads paid_at and the joined scans (processors.order).
 """
 
@@ -33,7 +34,7 @@ def evaluate(order: OrderState, now: Optional[datetime], rules: RulesConfig) -> 
         first = segment.scans[0]
         occurrences.append(Occurrence(
             RULE, segment.number or "", warn_at=max(segment.joined(first.scan_at), facts.paid_at), deadline=None,
-            violation_only=True, waybill_no=segment.number,
+            violation_only=True, warning_on_event=rules.decide_on_read, waybill_no=segment.number,
             evidence={"first_scan": {"event_id": first.event_id, "status": first.status, "scan_at": first.scan_at},
                       "paid_at": facts.paid_at, "uploaded_at": segment.start},
             messages={"VIOLATION": f"订单{order.order_id}的运单{segment.number}在{local_time(first.scan_at)}已有揽收记录，"

@@ -14,7 +14,7 @@ import heapq
 import time
 import logging
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any, Awaitable, Callable, Hashable, Iterable, Optional
 
@@ -208,6 +208,8 @@ class Shell:
                  start_offset: Callable[[tuple[str, int]], int],
                  wall_now: Callable[[], datetime] = lambda: datetime.now(UTC),
                  in_band_marks: bool = True) -> None:
+        if clock_mode == "wall" and not ctx.rules.decide_on_read:
+            ctx = replace(ctx, rules=ctx.rules.model_copy(update={"decide_on_read": True}))
         self.ctx = ctx
         self.clock_mode = clock_mode
         self.partitions = partitions

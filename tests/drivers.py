@@ -10,6 +10,8 @@ from schemas.internal import OtherUpload, ScansForOrder
 from tests.factories import order_paid
 
 CTX = Context(rules=load_rules(), salt="s")
+# the worker in wall clock mode: rules 7 and 8 and the review decide when their event is read
+WALL_CTX = Context(rules=load_rules().model_copy(update={"decide_on_read": True}), salt="s")
 
 
 def stages(step_outputs):
@@ -19,14 +21,15 @@ def stages(step_outputs):
 class Order:
     """Drives one order through the pure processor and collects its warnings."""
 
-    def __init__(self, platform="douyin", only=None, **paid):
+    def __init__(self, platform="douyin", only=None, ctx=CTX, **paid):
+        self.ctx = ctx
         self.state = None
         self.out = []
         self.only = only  # collect the stages of this rule only
         self.apply(order_paid(platform=platform, **paid), now=None)
 
     def apply(self, event, now):
-        step = rules.apply(self.state, "O1", event, now, CTX)
+        step = rules.apply(self.state, "O1", event, now, self.ctx)
         self.state, self.next = step.state, step.next_deadline
         self.out += [s for s in stages(step.outputs) if self.only in (None, s[0])]
         return self
@@ -38,7 +41,7 @@ class Order:
         return self
 
     def at(self, now):
-        step = rules.on_time(self.state, now, CTX)
+        step = rules.on_time(self.state, now, self.ctx)
         self.state, self.next = step.state, step.next_deadline
         self.out += [s for s in stages(step.outputs) if self.only in (None, s[0])]
         return self
@@ -49,4 +52,4 @@ class Order:
                           now)
 
 
-__all__ = ["CTX", "Order", "OtherUpload", "stages"]
+__all__ = ["CTX", "WALL_CTX", "Order", "OtherUpload", "stages"]

@@ -6,7 +6,7 @@ import pytest
 
 from processors import order as rules
 from schemas.outputs import CancellationOutcome
-from tests.drivers import CTX, Order
+from tests.drivers import CTX, WALL_CTX, Order
 from tests.factories import PAID, SHIP_BY, WARN_AT, cancellation, hours, order_paid, scan, upload
 
 LATENESS = timedelta(minutes=10)
@@ -20,19 +20,19 @@ def outcomes(step_outputs):
 class Reviewed(Order):
     """The order driver that also keeps the cancellation outcomes."""
 
-    def __init__(self, **paid):
+    def __init__(self, ctx=CTX, **paid):
         self.decisions = []
-        super().__init__(**paid)
+        super().__init__(ctx=ctx, **paid)
 
     def apply(self, event, now):
-        step = rules.apply(self.state, "O1", event, now, CTX)
+        step = rules.apply(self.state, "O1", event, now, self.ctx)
         self.state, self.next = step.state, step.next_deadline
         self.decisions += outcomes(step.outputs)
         self.out += [(o.rule, o.stage, o.occurred_at) for o in step.outputs if hasattr(o, "stage")]
         return self
 
     def at(self, now):
-        step = rules.on_time(self.state, now, CTX)
+        step = rules.on_time(self.state, now, self.ctx)
         self.state, self.next = step.state, step.next_deadline
         self.decisions += outcomes(step.outputs)
         self.out += [(o.rule, o.stage, o.occurred_at) for o in step.outputs if hasattr(o, "stage")]
@@ -58,6 +58,16 @@ def test_out_of_stock_before_pickup_is_approved_with_the_paid_amount_refunded_an
 def test_a_request_is_judged_only_once_stream_time_reaches_it():
     o = Reviewed().apply(cancellation(at=PAID + hours(3)), PAID + hours(3) - timedelta(seconds=1))
     assert o.decisions == [] and o.next == PAID + hours(3)
+
+
+def test_in_wall_mode_a_request_on_a_known_order_is_decided_when_it_is_read():
+    o = Reviewed(ctx=WALL_CTX).apply(cancellation(at=PAID + hours(3)), PAID + hours(3) - LATENESS)
+    assert o.codes() == [("APPROVED", "APPROVED")] and o.decisions[0].decided_at == PAID + hours(3)
+
+
+def test_in_wall_mode_a_request_for_an_unknown_order_still_waits_the_lateness():
+    step = rules.apply(None, "O9", cancellation("O9", at=PAID), PAID - LATENESS, WALL_CTX)
+    assert outcomes(step.outputs) == [] and step.next_deadline == PAID + LATENESS
 
 
 @pytest.mark.parametrize("reason, fault", [("QUALITY_ISSUE", True), ("OTHER", True), ("LOGISTICS_EXCEPTION", False)])

@@ -2,7 +2,7 @@
 
 from datetime import timedelta
 
-from tests.drivers import Order
+from tests.drivers import WALL_CTX, Order
 from tests.factories import PAID, SECOND, hours, order_paid, scan, upload
 
 LATE = timedelta(minutes=10)
@@ -61,3 +61,17 @@ def test_a_self_pickup_order_gets_no_scan_rules():
     o.scans(NUMBER, scan(at=PAID + hours(20), status="DELIVERED", city="宁波"))
     o.at(PAID + hours(30))
     assert [s for s in o.out if s[0] in ("PICKUP_BEFORE_PAYMENT", "ADDRESS_MISMATCH")] == []
+
+
+def test_in_wall_mode_an_address_mismatch_is_reported_as_soon_as_its_scan_is_read():
+    up = upload(at=PAID + hours(2))
+    o = Order(ctx=WALL_CTX).apply(up, None).join(up)
+    o.scans(NUMBER, scan(at=PAID + hours(20), status="OUT_FOR_DELIVERY", city="宁波市"), now=PAID + hours(19))
+    assert [s for s in o.out if s[0] == "ADDRESS_MISMATCH"] == [("ADDRESS_MISMATCH", "VIOLATION", PAID + hours(20))]
+
+
+def test_in_wall_mode_a_pickup_before_payment_is_reported_as_soon_as_the_scan_is_read():
+    up = upload(at=PAID + hours(2))
+    o = Order(ctx=WALL_CTX).apply(up, None).join(up, scan(at=PAID - hours(1), status="PICKED_UP"), now=PAID)
+    assert [s for s in o.out if s[0] == "PICKUP_BEFORE_PAYMENT"] == [
+        ("PICKUP_BEFORE_PAYMENT", "VIOLATION", PAID + hours(2))]
