@@ -28,8 +28,9 @@ test-fast: setup  ## unit and streams tiers only (no broker)
 schemas: setup  ## regenerate the committed JSON Schemas
 	$(BIN)/shipguard schemas export schemas/json
 
-bench: setup
-	@echo "make bench: not built yet (issue 5)"; exit 2
+bench: setup  ## throughput against aiokafka and Faust, latency, state size (not part of `make test`; ~15 min)
+	@$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[test,bench]' 2>&1 | grep -v "^WARNING: Location" || true
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

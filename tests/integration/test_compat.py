@@ -363,3 +363,20 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def test_the_fetch_wait_fix_gives_fausts_worker_consumer_a_short_fetch_wait_and_uninstalls() -> None:
+    async def worker_consumer_wait() -> int:
+        app = faust.App("shipguard-fetch-wait-probe", broker="kafka://127.0.0.1:9", store="memory://")
+        thread = app.consumer._thread
+        consumer = thread._create_worker_consumer(app.transport)
+        return consumer._fetch_max_wait_ms
+
+    compat.uninstall_fetch_wait_fix()
+    try:
+        assert asyncio.run(worker_consumer_wait()) == 1500  # Faust's hard-coded wait
+        assert compat.install_fetch_wait_fix() is True and compat.install_fetch_wait_fix() is False
+        assert asyncio.run(worker_consumer_wait()) == compat.EMBEDDED_FETCH_MAX_WAIT_MS
+    finally:
+        assert compat.uninstall_fetch_wait_fix() is True
+    assert asyncio.run(worker_consumer_wait()) == 1500
