@@ -98,7 +98,7 @@ def occurrence_stages(order_id: str, occurrence: Occurrence, now: Optional[datet
     """
     o, result = occurrence, RuleResult()
     wid = warning_id(order_id, o.rule, o.key)
-    emitted = list(emitted)
+    done = emitted if isinstance(emitted, frozenset) else emitted_keys(emitted)
 
     def stage(name: str, at: datetime, **extra: Any) -> None:
         result.stages.append(StageOut(wid, o.rule, name, at, message=o.messages[name],
@@ -107,15 +107,15 @@ def occurrence_stages(order_id: str, occurrence: Occurrence, now: Optional[datet
                                       waybill_no=o.waybill_no))
 
     if o.violation_only:
-        if emitted_stage(emitted, wid, "VIOLATION") is None:
+        if (wid, "VIOLATION") not in done:
             if o.warning_on_event or (now is not None and now >= o.warn_at):
                 stage("VIOLATION", o.warn_at)
             else:
                 result.wake_at(o.warn_at)
         return result
-    if emitted_stage(emitted, wid, "VIOLATION") or emitted_stage(emitted, wid, "RESOLVED"):
+    if (wid, "VIOLATION") in done or (wid, "RESOLVED") in done:
         return result
-    warned = emitted_stage(emitted, wid, "WARNING") is not None
+    warned = (wid, "WARNING") in done
     if not warned:
         if o.ends_at is not None and o.warn_at >= o.ends_at:
             return result  # the number was replaced before the rule could warn
@@ -142,21 +142,18 @@ def occurrence_stages(order_id: str, occurrence: Occurrence, now: Optional[datet
 def collect(order_id: str, occurrences: Iterable[Occurrence], now: Optional[datetime],
             emitted: Iterable[Emitted]) -> RuleResult:
     """Stages and next wake-up of several occurrences together."""
-    emitted = list(emitted)
+    done = emitted_keys(emitted)
     result = RuleResult()
     for occurrence in occurrences:
-        part = occurrence_stages(order_id, occurrence, now, emitted)
+        part = occurrence_stages(order_id, occurrence, now, done)
         result.stages.extend(part.stages)
         result.wake_at(part.next_at)
     return result
 
 
-def emitted_stage(emitted: Iterable[Emitted], wid: str, stage: str) -> Optional[Emitted]:
-    """The emitted record of (warning_id, stage), if any."""
-    for item in emitted:
-        if item.warning_id == wid and item.stage == stage:
-            return item
-    return None
+def emitted_keys(emitted: Iterable[Emitted]) -> frozenset[tuple[str, str]]:
+    """The (warning_id, stage) pairs already emitted, for membership tests."""
+    return frozenset((e.warning_id, e.stage) for e in emitted)
 
 
 def new_stages(stages: Iterable[StageOut], emitted: Iterable[Emitted]) -> list[StageOut]:

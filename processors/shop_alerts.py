@@ -138,8 +138,10 @@ def _evaluate(state: ShopState, t: datetime, rules: RulesConfig) -> tuple[ShopSt
 
 def _points(state: ShopState, after: Optional[datetime], through: datetime) -> list[datetime]:
     """The distinct evaluation points in (after, through], earliest first."""
-    points = {c.at for entries in (state.paid, state.cancelled, state.overdue) for c in entries
-              if (after is None or c.at > after) and c.at <= through}
+    points: set[datetime] = set()
+    for entries in (state.paid, state.cancelled, state.overdue):  # each sorted by instant
+        first = 0 if after is None else bisect_right(entries, after, key=_at)
+        points.update(c.at for c in entries[first:bisect_right(entries, through, key=_at)])
     return sorted(points)
 
 

@@ -69,6 +69,8 @@ def stall(order: OrderState, segment: Segment, scan: ScanFact, following: Option
     warn_at = segment.joined(scan.scan_at + timedelta(hours=hours))
     deadline = warn_at + timedelta(hours=platform.stall_rectify_hours)
     moved = following.scan_at if following is not None else None
+    if moved is not None and moved < warn_at and not any(e.rule == rule for e in order.emitted):
+        return None  # the next scan came before the WARNING's time: prevented (most scans)
     oid, number, name = order.order_id, segment.number, RULE_NAMES[rule]
     since = f"自{local_time(scan.scan_at)}{STATUS_NAMES[scan.status]}扫描后"
     if moved is not None:
