@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from bisect import bisect_right, insort
+from bisect import bisect_left, bisect_right, insort
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -174,9 +174,21 @@ def _advance(state: ShopState, now: Optional[datetime], rules: RulesConfig) -> t
     return _purge(state, now, rules), alerts
 
 
-def _known(state: ShopState, fact_id: str) -> bool:
-    return any(c.fact_id == fact_id
-               for entries in (state.paid, state.due, state.cancelled, state.overdue) for c in entries)
+_TUPLE_OF = {"ORDER_PAID": "paid", "MERCHANT_FAULT_CANCEL": "cancelled", "SHIP_OVERDUE_VIOLATION": "overdue"}
+
+
+def _known(state: ShopState, fact: ShopFact) -> bool:
+    """Whether the fact was counted: looked up at its instants (a repeat carries the same ones)."""
+    places = [(getattr(state, _TUPLE_OF[fact.kind]), fact.at)]
+    if fact.kind == "ORDER_PAID" and fact.ship_by is not None:
+        places.append((state.due, fact.ship_by))
+    for entries, at in places:
+        i = bisect_left(entries, at, key=_at)
+        while i < len(entries) and entries[i].at == at:
+            if entries[i].fact_id == fact.fact_id:
+                return True
+            i += 1
+    return False
 
 
 def _with(entries: tuple[Counted, ...], entry: Counted) -> tuple[Counted, ...]:
@@ -192,8 +204,7 @@ def _record(state: ShopState, fact: ShopFact) -> tuple[ShopState, bool]:
         return state.purged_through is None or at > state.purged_through
 
     update: dict[str, tuple[Counted, ...]] = {}
-    name = {"ORDER_PAID": "paid", "MERCHANT_FAULT_CANCEL": "cancelled",
-            "SHIP_OVERDUE_VIOLATION": "overdue"}[fact.kind]
+    name = _TUPLE_OF[fact.kind]
     if live(fact.at):
         update[name] = _with(getattr(state, name), Counted(fact_id=fact.fact_id, at=fact.at))
     if fact.kind == "ORDER_PAID" and fact.ship_by is not None and live(fact.ship_by):
@@ -217,7 +228,7 @@ def apply(state: Optional[ShopState], fact: ShopFact, now: Optional[datetime], r
     elif fact.shop_id != state.shop_id:
         raise ValueError(f"fact {fact.fact_id} of shop {fact.shop_id} applied to shop {state.shop_id}")
     state, alerts = _advance(state, now, rules)  # points the horizon reached before this fact
-    if _known(state, fact.fact_id):
+    if _known(state, fact):
         return _step(state, alerts, rules)
     state, counted = _record(state, fact)
     late = state.evaluated_through is not None and fact.at <= state.evaluated_through
