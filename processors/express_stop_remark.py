@@ -32,11 +32,10 @@ def evaluate(order: OrderState, now: Optional[datetime], rules: RulesConfig) -> 
     if facts is None or not facts.stop_remark:
         return RuleResult()
     first = min(order.uploads, key=lambda u: (u.uploaded_at, u.event_id), default=None)
-    evidence: dict[str, Any] = {"paid_at": facts.paid_at, "stop_remark": True}
-    if first is not None:
-        evidence["first_upload"] = upload_evidence(first)
+    evidence: dict[str, Any] = {"paid_at": facts.paid_at, "stop_remark": True,
+                                "first_upload": upload_evidence(first) if first is not None else None}
     occurrence = Occurrence(
-        RULE, "", warn_at=facts.paid_at, deadline=None, warning_on_event=True,
+        RULE, "", warn_at=facts.paid_at, deadline=None, warning_on_event=True, outcome_keys=("first_upload",),
         rectified_at=first.uploaded_at if first else None, evidence=evidence, messages={
             "WARNING": f"订单{order.order_id}（{local_time(facts.paid_at)}付款）的买家备注要求不要发快递"
                        f"（如快递停发、到店自提），请先联系买家确认收货方式再发货。",

@@ -70,6 +70,10 @@ class Occurrence:
     rectified_at: event time of the first rectifying event (RESOLVED if strictly before the
     deadline); ends_at: when the rule stops because its number was replaced (改单号): an open
     WARNING then ends RESOLVED with `evidence.resolution = "WAYBILL_REPLACED"`;
+    outcome_keys: the evidence keys that describe how the occurrence ended (the rectifying event,
+    the replacement); they are filled only on RESOLVED and null on WARNING and VIOLATION, so that
+    a stage's evidence holds only what was true at its time, whatever the worker had read by
+    then (the event-mode guarantee covers whole records, evidence included).
     violation_only: rules 7 and 8, a VIOLATION at `warn_at` and nothing else (when its event
     is read if `warning_on_event`, i.e. in wall mode; else once `now` has reached `warn_at`).
     """
@@ -84,6 +88,7 @@ class Occurrence:
     ends_at: Optional[datetime] = None
     warning_on_event: bool = False
     violation_only: bool = False
+    outcome_keys: tuple[str, ...] = ()
     waybill_no: Optional[str] = None
 
 
@@ -101,8 +106,10 @@ def occurrence_stages(order_id: str, occurrence: Occurrence, now: Optional[datet
     done = emitted if isinstance(emitted, frozenset) else emitted_keys(emitted)
 
     def stage(name: str, at: datetime, **extra: Any) -> None:
-        result.stages.append(StageOut(wid, o.rule, name, at, message=o.messages[name],
-                                      evidence={**o.evidence, **extra},
+        evidence = {**o.evidence, **extra}
+        if name != "RESOLVED":
+            evidence.update(dict.fromkeys(o.outcome_keys))
+        result.stages.append(StageOut(wid, o.rule, name, at, message=o.messages[name], evidence=evidence,
                                       deadline=o.deadline if name == "WARNING" else None,
                                       waybill_no=o.waybill_no))
 

@@ -47,7 +47,7 @@ def occurrence(order: OrderState, segment: Segment, rules: RulesConfig) -> Occur
                     f"原运单{number}的揽收超时预警解除。")
     return Occurrence(
         RULE, upload.event_id, warn_at=warn_at, deadline=deadline, rectified_at=picked_up, ends_at=segment.end,
-        waybill_no=number,
+        waybill_no=number, outcome_keys=("first_scan", "replaced_at"),
         evidence={"upload": upload_evidence(upload), "pickup_hours": platform.pickup_hours,
                   "no_pickup_rectify_hours": platform.no_pickup_rectify_hours,
                   "first_scan": scan_evidence(first), "replaced_at": segment.end},

@@ -45,7 +45,7 @@ def occurrence(order: OrderState, segment: Segment, rules: RulesConfig) -> Optio
         resolved = f"订单{oid}已于{local_time(segment.end or warn_at)}更换运单号，原运单{number}的超时未签收预警解除。"
     return Occurrence(
         RULE, segment.upload.event_id, warn_at=warn_at, deadline=deadline, rectified_at=delivered,
-        ends_at=segment.end, waybill_no=number,
+        ends_at=segment.end, waybill_no=number, outcome_keys=("delivered_scan", "replaced_at"),
         evidence={"upload": upload_evidence(segment.upload), "first_scan": scan_evidence(first),
                   "not_delivered_days": platform.not_delivered_days,
                   "not_delivered_rectify_days": platform.not_delivered_rectify_days,

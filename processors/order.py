@@ -229,23 +229,25 @@ def _judge(state: OrderState, fresh: list[StageOut], horizon: Optional[datetime]
     return state.model_copy(update={"requests": tuple(pending)}), outcomes, wake
 
 
-def _order_status(state: OrderState, ctx: Context) -> str:
+def _order_status(state: OrderState, at: datetime, ctx: Context) -> str:
+    """The order's status as the events before `at` make it (what the worker read later does not
+    count, so the answer does not depend on how far it had read)."""
     if state.closed:
         return "DELIVERED"
     if state.facts is None:
         return "UNKNOWN"
     if state.cancelled_at is not None:
         return "CANCELLED"
-    current = segments(state, ctx.rules) if state.uploads else []
-    if current and any(s.status == "DELIVERED" for s in current[-1].scans):
+    current = [seg for seg in segments(state, ctx.rules) if seg.start < at]
+    if current and any(s.status == "DELIVERED" and current[-1].joined(s.scan_at) < at for s in current[-1].scans):
         return "DELIVERED"
-    return "SHIPPED" if state.uploads else "PAID"
+    return "SHIPPED" if any(u.uploaded_at < at for u in state.uploads) else "PAID"
 
 
 def _outcome(state: OrderState, request: PendingRequest, verdict: cancellation.Verdict,
              decided_at: datetime, ctx: Context) -> CancellationOutcome:
     refund = Refund(amount=verdict.refund[0], currency=verdict.refund[1]) if verdict.refund else None
-    status = "CANCELLED" if verdict.approved else _order_status(state, ctx)
+    status = "CANCELLED" if verdict.approved else _order_status(state, request.requested_at, ctx)
     return CancellationOutcome(
         request_event_id=request.event_id, order_id=state.order_id, shop_id=request.shop_id,
         decision="APPROVED" if verdict.approved else "REJECTED", reason=request.reason,  # type: ignore[arg-type]

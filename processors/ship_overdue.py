@@ -66,7 +66,7 @@ def evaluate(order: OrderState, now: Optional[datetime], rules: RulesConfig) -> 
     deadline = local_time(ship_by)
     occurrence = Occurrence(
         RULE, "", warn_at=ship_by - platform.ship_warning_lead, deadline=ship_by, rectified_at=dispatched,
-        evidence=evidence, messages={
+        evidence=evidence, outcome_keys=("dispatch",), messages={
             "WARNING": f"订单{order.order_id}须在{deadline}前发货，目前仍未发货，请尽快上传有效运单号，否则将判定为发货超时。",
             "RESOLVED": f"订单{order.order_id}已于{local_time(dispatched) if dispatched else deadline}发货，发货超时预警解除。",
             "VIOLATION": f"订单{order.order_id}超过承诺发货时间{deadline}仍未发货，已构成发货超时。"})

@@ -79,7 +79,7 @@ def stall(order: OrderState, segment: Segment, scan: ScanFact, following: Option
         resolved = f"订单{oid}已于{local_time(segment.end or warn_at)}更换运单号，原运单{number}的{name}预警解除。"
     return Occurrence(
         rule, f"{segment.upload.event_id}:{scan.event_id}", warn_at=warn_at, deadline=deadline,
-        rectified_at=moved, ends_at=segment.end, waybill_no=number,
+        rectified_at=moved, ends_at=segment.end, waybill_no=number, outcome_keys=("next_scan", "replaced_at"),
         evidence={"upload": upload_evidence(segment.upload), "last_scan": scan_evidence(scan),
                   "threshold": threshold, threshold: hours,
                   "stall_rectify_hours": platform.stall_rectify_hours,

@@ -39,8 +39,7 @@ def upload_fix_occurrence(rule: str, order_id: str, upload: UploadFact, fix: Opt
     """An upload that is wrong as uploaded (rules 2 and 3): WARNING at the upload, RESOLVED by the
     fixing upload before `deadline`, else VIOLATION. `warning`/`violation` follow the number
     and may use {by} (the deadline, local time)."""
-    if fix is not None:
-        evidence["replacement"] = upload_evidence(fix)
+    evidence["replacement"] = upload_evidence(fix) if fix is not None else None
     number, by = upload.waybill_no, local_time(deadline)
     prefix = f"订单{order_id}于{local_time(upload.uploaded_at)}上传的{upload.carrier}运单号{number}"
     resolved = (f"订单{order_id}已于{local_time(fix.uploaded_at)}{fixed}{what_was_uploaded(fix)}，"
@@ -48,6 +47,7 @@ def upload_fix_occurrence(rule: str, order_id: str, upload: UploadFact, fix: Opt
     return Occurrence(
         rule, upload.event_id, warn_at=upload.uploaded_at, deadline=deadline,
         rectified_at=fix.uploaded_at if fix else None, warning_on_event=True, waybill_no=number,
+        outcome_keys=("replacement",),
         evidence=evidence, messages={"WARNING": prefix + warning.format(by=by), "RESOLVED": resolved,
                                      "VIOLATION": prefix + violation.format(by=by)})
 

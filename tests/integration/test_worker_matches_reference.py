@@ -12,6 +12,7 @@ import asyncio
 import subprocess
 import sys
 
+import orjson
 import pytest
 
 from processors.config import load_rules
@@ -27,17 +28,16 @@ IMPLEMENTED = {"SHIP_OVERDUE", "WAYBILL_INVALID", "WAYBILL_REUSED", "NO_PICKUP",
                "EXPRESS_STOP_REMARK"}
 
 
-def key(warning):
-    return (warning["warning_id"], warning["order_id"], warning["rule"], warning["stage"], warning["occurred_at"])
+def canonical(record):
+    return orjson.dumps(record, option=orjson.OPT_SORT_KEYS).decode()
 
 
 def outputs(read):
-    """Warnings, cancellation outcomes and shop alerts, each sorted, from a topic reader."""
-    return {
-        "warnings": sorted(key(w) for w in read("violation-warnings")),
-        "outcomes": sorted((o["request_event_id"], o["code"], o["decided_at"]) for o in read("cancellation-outcomes")),
-        "alerts": sorted((a["alert_id"], a["stage"], a["window_end"], a["value"]) for a in read("shop-alerts")),
-    }
+    """Whole records of warnings, cancellation outcomes and shop alerts (evidence, messages and
+    all), each as canonical JSON, sorted, from a topic reader."""
+    return {name: sorted(canonical(r) for r in read(topic))
+            for name, topic in (("warnings", "violation-warnings"), ("outcomes", "cancellation-outcomes"),
+                                ("alerts", "shop-alerts"))}
 
 
 @pytest.fixture(scope="module")
@@ -82,5 +82,6 @@ def test_the_reading_matches_the_simulators_independent_labels_for_the_implement
     want = sorted((order_id, item["rule"], item["stage"], item["occurred_at"])
                   for order_id, order in labels["orders"].items() for item in order["expected"]
                   if item["rule"] in IMPLEMENTED)
-    got = sorted((order_id, rule, stage, at) for _, order_id, rule, stage, at in reference["warnings"])
+    got = sorted((w["order_id"], w["rule"], w["stage"], w["occurred_at"])
+                 for w in map(orjson.loads, reference["warnings"]))
     assert got == want

@@ -157,7 +157,7 @@ def test_stages_share_one_warning_id_and_carry_thresholds_events_and_a_chinese_m
     assert warning.evidence["deadline"] == "2026-03-03T04:00:00Z"
     assert warning.evidence["upload"] == {"upload_event_id": up.event_id, "carrier": "SF", "waybill_no": INVALID,
                                           "uploaded_at": "2026-03-02T04:00:00Z"}
-    assert "replacement" not in warning.evidence
+    assert warning.evidence["replacement"] is None  # the fix belongs to the RESOLVED stage
     assert done.evidence["replacement"]["waybill_no"] == VALID
     assert "O1" in warning.message and INVALID in warning.message and "2026-03-03 12:00" in warning.message
     assert VALID in done.message and "2026-03-02 15:00" in done.message
