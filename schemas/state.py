@@ -111,6 +111,9 @@ class OrderState(StateModel):
     closed: bool = False  # no rule can fire any more: only this marker is kept until retention
     requests: tuple[PendingRequest, ...] = ()
     cancelled_at: Optional[Time] = None
+    # when the order side must next look at this order (kept by the shell, so that a restart
+    # schedules the timers of a million orders without running their rules again)
+    wake_at: Optional[Time] = None
 
 
 class Registration(StateModel):

@@ -151,6 +151,12 @@ def build_app(settings: Settings, rules: RulesConfig, faust_overrides: Optional[
             ends = await compat.raise_to_highwater(consumer._client, ends)
         return {(tp.topic, tp.partition): end for tp, end in ends.items() if end is not None}
 
+    @app.on_before_shutdown.connect
+    async def _close_offsets_client(*args: Any, **kwargs: Any) -> None:
+        consumer = offsets_client.pop("consumer", None)
+        if consumer is not None:
+            await consumer.stop()
+
     def start_offset(key: tuple[str, int]) -> int:
         return app.consumer._committed_offset.get(TP(*key)) or 0
 

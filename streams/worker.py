@@ -111,7 +111,9 @@ class StateStore:
         return len(self.data)
 
     def items(self) -> Iterable[tuple[str, Any]]:
-        return list(self.data.items())
+        """Every stored (key, state), one at a time (a list of a million states would stay in
+        the process's heap after use)."""
+        return iter(self.data.items())
 
 
 class PartitionedStore:
@@ -152,7 +154,7 @@ class PartitionedStore:
             self.store._key_index[raw_key] = partition
 
     def items(self) -> Iterable[tuple[str, Any]]:
-        return [(self.decode_key(k), self.decode_value(v)) for k, v in self.store._iteritems()]
+        return ((self.decode_key(k), self.decode_value(v)) for k, v in self.store._iteritems())
 
     def __len__(self) -> int:
         return self.store._size()
@@ -391,8 +393,9 @@ class Shell:
         return Outgoing(feed, key.encode("utf-8"), codec.dumps(value))
 
     def _put_order(self, order_id: str, state: Optional[order_rules.OrderState], partition: int) -> None:
-        if state is not None and state.partition != partition:
-            state = state.model_copy(update={"partition": partition})
+        wake = self.order_deadlines.due_at.get(order_id)
+        if state is not None and (state.partition != partition or state.wake_at != wake):
+            state = state.model_copy(update={"partition": partition, "wake_at": wake})
         self.orders.put(order_id, state, partition)
 
     def _route(self, order_id: str, outputs: list[Any]) -> list[Outgoing]:
@@ -509,8 +512,8 @@ class Shell:
                 if step.outputs and log.isEnabledFor(logging.DEBUG):
                     log.debug("timer order=%s horizon=%s pending=%s scans=%d", order_id, horizon,
                               state.joins_pending, len(state.scans))
-                self._put_order(order_id, step.state, state.partition)
                 self.order_deadlines.set(order_id, step.next_deadline)
+                self._put_order(order_id, step.state, state.partition)
                 out.extend(self._route(order_id, step.outputs))
         waybill_now = self.waybill_horizon(local)
         if waybill_now is not None:
@@ -591,7 +594,8 @@ class Shell:
         self.order_deadlines = Deadlines()
         self.waybill_deadlines = Deadlines()
         for order_id, state in self.orders.items():
-            self.order_deadlines.set(order_id, order_rules.next_deadline(state, self.ctx))
+            wake = state.wake_at if state.wake_at is not None else order_rules.next_deadline(state, self.ctx)
+            self.order_deadlines.set(order_id, wake)
         for number, state in self.waybills.items():
             self.waybill_deadlines.set(number, state.expires_at(self.ctx.rules.scan_retention))
         self.shop_deadlines = Deadlines()
