@@ -7,6 +7,9 @@ its own, independent reading of the contract. Precision = matched / emitted, rec
 expected, per rule and stage; cancellation outcomes are compared as (order, decision, code), shop
 alerts as (shop, metric, stage, window_end) (none of a shop and metric from the instant the labels
 leave it open, `shop_alerts_unlabelled`).
+
+`compare` is the comparison alone, for outputs read from anywhere: `bench` applies it to the
+records a worker wrote to the Kafka topics.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from schemas.types import format_time, parse_time
 
@@ -42,6 +45,8 @@ class CheckReport:
     alerts_expected: int = 0
     alerts_emitted: int = 0
     alerts_matched: int = 0
+    outcomes_missing: list[tuple] = field(default_factory=list)
+    outcomes_extra: list[tuple] = field(default_factory=list)
     alerts_missing: list[tuple] = field(default_factory=list)
     alerts_extra: list[tuple] = field(default_factory=list)
     events: int = 0
@@ -97,19 +102,19 @@ def _alerts(labels: dict[str, Any], emitted: list[dict]) -> tuple[Counter, Count
     return wanted, got
 
 
-def check(events: Path, labels: dict[str, Any]) -> CheckReport:
-    """Replay `events` through the worker's logic in process and compare with `labels`."""
-    from processors.config import load_rules
-    from streams.inprocess import InProcessEngine
+def compare(labels: dict[str, Any], warnings: Iterable[dict], outcomes: Iterable[dict],
+            alerts: Iterable[dict]) -> CheckReport:
+    """Compare emitted outputs, wherever they were read from, with `labels`.
 
-    engine = InProcessEngine(load_rules())
-    began = time.perf_counter()
-    asyncio.run(engine.run_file(events))
-    report = CheckReport(seconds=time.perf_counter() - began)
-    report.events = sum(len(p) for topic in engine.log.values() for p in topic.values())
+    `warnings`, `outcomes` and `alerts` are the decoded records of violation-warnings,
+    cancellation-outcomes and shop-alerts (from the in-process engine, or read back from Kafka
+    topics by `bench`). Warnings count as (order_id, rule, stage, occurred_at), outcomes as
+    (order_id, decision, code), alerts as `_alerts` says; duplicates count as extras.
+    """
+    report = CheckReport()
     want = Counter((order_id, item["rule"], item["stage"], item["occurred_at"])
                    for order_id, order in labels["orders"].items() for item in order["expected"])
-    got = Counter((w["order_id"], w["rule"], w["stage"], w["occurred_at"]) for w in engine.output("violation-warnings"))
+    got = Counter((w["order_id"], w["rule"], w["stage"], w["occurred_at"]) for w in warnings)
     for key, n in want.items():
         report.expected[key[1:3]] += n
     for key, n in got.items():
@@ -120,17 +125,48 @@ def check(events: Path, labels: dict[str, Any]) -> CheckReport:
     report.extra = sorted((got - want).elements())
     wanted_outcomes = Counter((order_id, c["expected_decision"], c["expected_code"])
                               for order_id, order in labels["orders"].items() for c in order.get("cancellations", []))
-    got_outcomes = Counter((o["order_id"], o["decision"], o["code"]) for o in engine.output("cancellation-outcomes"))
+    got_outcomes = Counter((o["order_id"], o["decision"], o["code"]) for o in outcomes)
     report.outcomes_expected = sum(wanted_outcomes.values())
     report.outcomes_emitted = sum(got_outcomes.values())
     report.outcomes_matched = sum((wanted_outcomes & got_outcomes).values())
-    wanted_alerts, got_alerts = _alerts(labels, engine.output("shop-alerts"))
+    report.outcomes_missing = sorted((wanted_outcomes - got_outcomes).elements())
+    report.outcomes_extra = sorted((got_outcomes - wanted_outcomes).elements())
+    wanted_alerts, got_alerts = _alerts(labels, list(alerts))
     report.alerts_expected = sum(wanted_alerts.values())
     report.alerts_emitted = sum(got_alerts.values())
     report.alerts_matched = sum((wanted_alerts & got_alerts).values())
     report.alerts_missing = sorted((wanted_alerts - got_alerts).elements())
     report.alerts_extra = sorted((got_alerts - wanted_alerts).elements())
     return report
+
+
+def check(events: Path, labels: dict[str, Any]) -> CheckReport:
+    """Replay `events` through the worker's logic in process and compare with `labels`."""
+    from processors.config import load_rules
+    from streams.inprocess import InProcessEngine
+
+    engine = InProcessEngine(load_rules())
+    began = time.perf_counter()
+    asyncio.run(engine.run_file(events))
+    seconds = time.perf_counter() - began
+    report = compare(labels, engine.output("violation-warnings"), engine.output("cancellation-outcomes"),
+                     engine.output("shop-alerts"))
+    report.seconds = seconds
+    report.events = sum(len(p) for topic in engine.log.values() for p in topic.values())
+    return report
+
+
+def differences(report: CheckReport, limit: int = 10) -> list[str]:
+    """Human-readable lines for what differs (at most `limit` per kind), empty when nothing does."""
+    lines = []
+    for label, items in (("missing", report.missing), ("extra", report.extra),
+                         ("missing outcome", report.outcomes_missing), ("extra outcome", report.outcomes_extra),
+                         ("missing shop alert", report.alerts_missing), ("extra shop alert", report.alerts_extra)):
+        for item in items[:limit]:
+            lines.append(f"  {label}: {item}")
+        if len(items) > limit:
+            lines.append(f"  ... {len(items) - limit} more {label}")
+    return lines
 
 
 def run_check(events: Path, labels_path: Path) -> int:
@@ -142,12 +178,8 @@ def run_check(events: Path, labels_path: Path) -> int:
     for item in labels.get("shop_alerts_unlabelled", []):
         print(f"  shop alerts of {item['shop_id']} {item['metric']} not compared from {item['since']}: "
               f"{item['reason']}")
-    for label, items in (("missing", report.missing), ("extra", report.extra),
-                         ("missing shop alert", report.alerts_missing), ("extra shop alert", report.alerts_extra)):
-        for item in items[:10]:
-            print(f"  {label}: {item}")
-        if len(items) > 10:
-            print(f"  ... {len(items) - 10} more {label}")
+    for line in differences(report):
+        print(line)
     print("check: every expected stage emitted and nothing else" if report.perfect
           else "check: differences found (see above)")
     return 0 if report.perfect else 1

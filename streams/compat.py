@@ -220,15 +220,20 @@ def install_end_offset_fix() -> bool:
     return True
 
 
-def uninstall_end_offset_fix() -> bool:
-    """Restore Faust's own `_highwaters`; True if the fix was installed."""
+def _restore(name: str) -> bool:
+    """Put back Faust's own `AIOKafkaConsumerThread.<name>`; True if a wrapper of ours was there."""
     from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
-    original = getattr(AIOKafkaConsumerThread._highwaters, _ORIGINAL, None)
+    original = getattr(getattr(AIOKafkaConsumerThread, name), _ORIGINAL, None)
     if original is None:
         return False
-    AIOKafkaConsumerThread._highwaters = original  # type: ignore[method-assign]
+    setattr(AIOKafkaConsumerThread, name, original)
     return True
+
+
+def uninstall_end_offset_fix() -> bool:
+    """Restore Faust's own `_highwaters`; True if the fix was installed."""
+    return _restore("_highwaters")
 
 
 # -- (e) a Fetch is held even when records are waiting ------------------------------------------
@@ -271,13 +276,7 @@ def install_fetch_wait_fix(wait_ms: int = EMBEDDED_FETCH_MAX_WAIT_MS) -> bool:
 
 def uninstall_fetch_wait_fix() -> bool:
     """Restore Faust's own `_create_worker_consumer`; True if the fix was installed."""
-    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
-
-    original = getattr(AIOKafkaConsumerThread._create_worker_consumer, _ORIGINAL, None)
-    if original is None:
-        return False
-    AIOKafkaConsumerThread._create_worker_consumer = original  # type: ignore[method-assign]
-    return True
+    return _restore("_create_worker_consumer")
 
 
 # -- (b) no idempotent or transactional producer ----------------------------------------------
