@@ -68,34 +68,20 @@ class StateStore:
     We write the store at once and queue one changelog record per dirty key; `flush` sends them
     (awaited, in order) before the batch's outputs.
 
-    `data` is a mapping of key -> state (Faust's memory store, or a dict in process), or a
-    `PartitionedStore` (RocksDB) that is addressed by partition.
+    `data` is a mapping of key -> state (Faust's memory store, or a dict in process) or a
+    `PartitionedStore` (RocksDB); a mapping is wrapped in a `MappingStore`.
     """
 
     def __init__(self, data: Any, send_changelog: Optional[Callable[[int, str, Any], Awaitable[Any]]]) -> None:
-        self.data = data
+        self.data = data if isinstance(data, PartitionedStore) else MappingStore(data)
         self.send_changelog = send_changelog
         self.pending: dict[str, tuple[int, Any]] = {}
 
     def get(self, key: str, partition: Optional[int] = None) -> Any:
-        if isinstance(self.data, PartitionedStore):
-            return self.data.get(key, partition)
-        return self.data.get(key)
+        return self.data.get(key, partition)
 
     def put(self, key: str, value: Any, partition: int) -> None:
-        if isinstance(self.data, PartitionedStore):
-            self.data.put(key, value, partition)
-        elif value is None:
-            if key in self.data:
-                del self.data[key]
-        else:
-            self.data[key] = value
-        key_partition = getattr(self.data, "_key_partition", None)
-        if key_partition is not None:  # Faust's memory store drops revoked partitions' keys by it
-            if value is None:
-                key_partition.pop(key, None)
-            else:
-                key_partition[key] = partition
+        self.data.put(key, value, partition)
         if self.send_changelog is not None:
             self.pending.pop(key, None)  # keep the changelog in write order
             self.pending[key] = (partition, value)
@@ -113,7 +99,35 @@ class StateStore:
     def items(self) -> Iterable[tuple[str, Any]]:
         """Every stored (key, state), one at a time (a list of a million states would stay in
         the process's heap after use)."""
-        return iter(self.data.items())
+        return self.data.items()
+
+
+class MappingStore:
+    """A mapping of key -> state (Faust's memory store, or a dict in process)."""
+
+    def __init__(self, mapping: Any) -> None:
+        self.mapping = mapping
+
+    def get(self, key: str, partition: Optional[int] = None) -> Any:
+        return self.mapping.get(key)
+
+    def put(self, key: str, value: Any, partition: int) -> None:
+        if value is None:
+            self.mapping.pop(key, None)
+        else:
+            self.mapping[key] = value
+        key_partition = getattr(self.mapping, "_key_partition", None)
+        if key_partition is not None:  # Faust's memory store drops revoked partitions' keys by it
+            if value is None:
+                key_partition.pop(key, None)
+            else:
+                key_partition[key] = partition
+
+    def items(self) -> Iterable[tuple[str, Any]]:
+        return iter(self.mapping.items())
+
+    def __len__(self) -> int:
+        return len(self.mapping)
 
 
 class PartitionedStore:
