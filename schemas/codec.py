@@ -7,6 +7,7 @@ or raises `BadInput` with a reason that names the field path, ready for `dead-le
 from __future__ import annotations
 
 import base64
+from decimal import Decimal
 from typing import Any, Optional
 
 import orjson
@@ -26,6 +27,19 @@ def dumps(value: Any) -> bytes:
     if isinstance(value, BaseModel):
         value = value.model_dump(mode="json", exclude_none=False)
     return orjson.dumps(value)
+
+
+def _state_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def dumps_state(model: BaseModel) -> bytes:
+    """Serialise a state model for a changelog or store: the same JSON as `dumps` (instants in
+    UTC with Z, money as decimal strings), but orjson writes the instants itself instead of one
+    Python call per instant (a shop's state holds thousands: 21% of a busy worker's time)."""
+    return orjson.dumps(model.model_dump(mode="python"), default=_state_default, option=orjson.OPT_UTC_Z)
 
 
 def loads(raw: bytes | str) -> Any:

@@ -26,11 +26,12 @@ def format_time(value: datetime) -> str:
 
 
 def parse_time(value: Any) -> datetime:
-    """Parse an ISO-8601 string that carries a UTC offset; anything else is refused."""
+    """Parse an ISO-8601 string that carries a UTC offset into a UTC instant; anything else is
+    refused."""
     if isinstance(value, datetime):
         if value.tzinfo is None or value.utcoffset() is None:
             raise ValueError("time must carry a UTC offset")
-        return value
+        return value.astimezone(UTC)
     if not isinstance(value, str):
         raise ValueError("time must be an ISO-8601 string with a UTC offset")
     if len(value) > 40:
@@ -41,7 +42,8 @@ def parse_time(value: Any) -> datetime:
         raise ValueError(f"not an ISO-8601 time: {value!r}") from None
     if parsed.tzinfo is None or parsed.utcoffset() is None:
         raise ValueError(f"time has no UTC offset: {value!r}")
-    if not _MIN_YEAR <= parsed.astimezone(UTC).year <= _MAX_YEAR:
+    parsed = parsed.astimezone(UTC)  # every instant inside shipguard is UTC
+    if not _MIN_YEAR <= parsed.year <= _MAX_YEAR:
         raise ValueError(f"time out of range {_MIN_YEAR}-{_MAX_YEAR}: {value!r}")
     return parsed
 

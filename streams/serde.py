@@ -28,7 +28,7 @@ class StateCodec(Codec):
         super().__init__(model=model, **kwargs)
 
     def _dumps(self, obj: Any) -> bytes:
-        return codec.dumps(obj)
+        return codec.dumps_state(obj)
 
     def _loads(self, s: bytes) -> Any:
         return self.model.model_validate(codec.loads(s))
