@@ -211,15 +211,23 @@ class Mix:
         recipient = self.recipient(city)
         return self.paid(order_id, shop, recipient, remark=remark)
 
-    def _clean(self, start: float) -> list[Step]:
-        oid, shop, city = self.order_id(), self.shop_id(), self.rng.choice(CITIES)
+    def _shipped(self, start: float, second_status: str, elsewhere: bool, expect: tuple = ()) -> list[Step]:
+        """Paid, uploaded, picked up in the recipient's city, then one more scan (in another
+        city if `elsewhere`), which carries `expect`."""
+        oid, shop = self.order_id(), self.shop_id()
+        city, other = self.rng.sample(CITIES, 2)
         carrier, number = self.valid_number()
         g = STEP_GAP
         return self._steps(start, [
             (0, T.ORDER_PAID, oid, self._express(oid, shop, city), ()),
             (g, T.WAYBILL_UPLOADED, oid, self.upload(oid, shop, carrier, number, 1), ()),
             (2 * g, T.TRACKING_SCANS, number, self.scan(carrier, number, 1, "PICKED_UP", city), ()),
-            (3 * g, T.TRACKING_SCANS, number, self.scan(carrier, number, 2, "IN_TRANSIT", city), ())])
+            (3 * g, T.TRACKING_SCANS, number,
+             self.scan(carrier, number, 2, second_status, other if elsewhere else city),
+             tuple(Expect(kind, (oid, *key)) for kind, key in expect))])
+
+    def _clean(self, start: float) -> list[Step]:
+        return self._shipped(start, "IN_TRANSIT", elsewhere=False)
 
     def _invalid(self, start: float) -> list[Step]:
         oid, shop, city = self.order_id(), self.shop_id(), self.rng.choice(CITIES)
@@ -255,16 +263,8 @@ class Mix:
              (Expect("WAYBILL_REUSED/WARNING", (second, "WAYBILL_REUSED", "WARNING")),))])
 
     def _address(self, start: float) -> list[Step]:
-        oid, shop = self.order_id(), self.shop_id()
-        city, elsewhere = self.rng.sample(CITIES, 2)
-        carrier, number = self.valid_number()
-        g = STEP_GAP
-        return self._steps(start, [
-            (0, T.ORDER_PAID, oid, self._express(oid, shop, city), ()),
-            (g, T.WAYBILL_UPLOADED, oid, self.upload(oid, shop, carrier, number, 1), ()),
-            (2 * g, T.TRACKING_SCANS, number, self.scan(carrier, number, 1, "PICKED_UP", city), ()),
-            (3 * g, T.TRACKING_SCANS, number, self.scan(carrier, number, 2, "OUT_FOR_DELIVERY", elsewhere),
-             (Expect("ADDRESS_MISMATCH/VIOLATION", (oid, "ADDRESS_MISMATCH", "VIOLATION")),))])
+        return self._shipped(start, "OUT_FOR_DELIVERY", elsewhere=True,
+                             expect=(("ADDRESS_MISMATCH/VIOLATION", ("ADDRESS_MISMATCH", "VIOLATION")),))
 
     def _pickup_before_payment(self, start: float) -> list[Step]:
         oid, shop, city = self.order_id(), self.shop_id(), self.rng.choice(CITIES)

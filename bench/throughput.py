@@ -737,12 +737,18 @@ def run(broker: Any, workdir: Path, result: dict[str, Any], *, orders: int, days
         result["rows"]["b"] = b.row()
         log(f"(b) {b.events_per_s:,.0f} events/s in {b.seconds:.1f}s")
         # (c)
+        def run_shipguard(row: str, name: str, processes: int) -> tuple[Any, dict]:
+            """Run `processes` shipguard workers in one fresh group; their rate and outputs."""
+            group = f"bench-sg{processes}-{run_id}"
+            admin.ensure_topics(broker.bootstrap, T.all_topics(group), PARTITIONS)
+            before = offsets.ends(list(WRITTEN_TOPICS))
+            workers = Workers(name, broker.url, group, workdir, processes)
+            measured = watch(workers, offsets, stream.input_ends, broker.pid, timeout)
+            result["rows"][row] = {**measured.row(), "ready_after_s": workers.ready_after()}
+            return measured, before
+
         log("(c) shipguard worker, every rule on, clock=event")
-        admin.ensure_topics(broker.bootstrap, T.all_topics(f"bench-sg1-{run_id}"), PARTITIONS)
-        before = offsets.ends(list(WRITTEN_TOPICS))
-        workers = Workers("c: shipguard worker", broker.url, f"bench-sg1-{run_id}", workdir, 1)
-        c = watch(workers, offsets, stream.input_ends, broker.pid, timeout)
-        result["rows"]["c"] = {**c.row(), "ready_after_s": workers.ready_after()}
+        c, before = run_shipguard("c", "c: shipguard worker", 1)
         log(f"(c) {c.events_per_s:,.0f} events/s in {c.seconds:.1f}s; reading its outputs back")
         outputs_c = collect_outputs(offsets, before)
         save_outputs(workdir / "c-outputs.jsonl", outputs_c)
@@ -761,11 +767,7 @@ def run(broker: Any, workdir: Path, result: dict[str, Any], *, orders: int, days
         outputs_c2 = None
         if scaleout:
             log("(c x2) two shipguard workers in one group")
-            admin.ensure_topics(broker.bootstrap, T.all_topics(f"bench-sg2-{run_id}"), PARTITIONS)
-            before = offsets.ends(list(WRITTEN_TOPICS))
-            workers2 = Workers("c x2: two shipguard workers", broker.url, f"bench-sg2-{run_id}", workdir, 2)
-            c2 = watch(workers2, offsets, stream.input_ends, broker.pid, timeout)
-            result["rows"]["c2"] = {**c2.row(), "ready_after_s": workers2.ready_after()}
+            c2, before = run_shipguard("c2", "c x2: two shipguard workers", 2)
             result["scaleout_speedup"] = round(c2.events_per_s / c.events_per_s, 3)
             log(f"(c x2) {c2.events_per_s:,.0f} events/s in {c2.seconds:.1f}s "
                 f"(x{result['scaleout_speedup']:.2f}); reading its outputs back")
