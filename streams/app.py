@@ -166,7 +166,8 @@ def build_app(settings: Settings, rules: RulesConfig, faust_overrides: Optional[
         app_id=settings.app_id,
         orders=_state_store(orders, rocksdb, produce), waybills=_state_store(waybills, rocksdb, produce),
         shops=_state_store(shops, rocksdb, produce),
-        send=send, assigned=assigned, end_offsets=end_offsets, start_offset=start_offset)
+        send=send, assigned=assigned, end_offsets=end_offsets, start_offset=start_offset,
+        max_message_bytes=settings.max_message_bytes)
     ready = {"done": False}
 
     @app.agent(topic(T.ORDER_PAID, T.WAYBILL_UPLOADED, T.CANCELLATION_REQUESTS, T.CLOCK_TICKS, order_feed),

@@ -12,6 +12,7 @@
 | SHIPGUARD_PII_SALT | (dev salt) | salt for hashing recipients; set a secret one in production |
 | SHIPGUARD_LOG_LEVEL | info | worker log level |
 | SHIPGUARD_APP_ID | shipguard | Faust app id: consumer group and internal topic prefix |
+| SHIPGUARD_MAX_MESSAGE_BYTES | 262144 | a larger input record goes to dead-letters unread |
 | SHIPGUARD_STORE | memory | table store: `memory` (rebuilt from the changelogs at start) or `rocksdb` (on disk under the data dir) |
 """
 
@@ -25,7 +26,7 @@ from typing import Mapping, Optional
 ENV_VARS = (
     "SHIPGUARD_BROKER", "SHIPGUARD_CLOCK", "SHIPGUARD_PARTITIONS", "SHIPGUARD_DATA_DIR",
     "SHIPGUARD_RULES", "SHIPGUARD_WEB_PORT", "SHIPGUARD_BROKER_COMPAT", "SHIPGUARD_PII_SALT",
-    "SHIPGUARD_LOG_LEVEL", "SHIPGUARD_APP_ID", "SHIPGUARD_STORE",
+    "SHIPGUARD_LOG_LEVEL", "SHIPGUARD_APP_ID", "SHIPGUARD_STORE", "SHIPGUARD_MAX_MESSAGE_BYTES",
 )
 
 DEV_SALT = "shipguard-dev-salt-change-me"
@@ -50,6 +51,7 @@ class Settings:
     log_level: str = "info"
     app_id: str = "shipguard"
     store: str = "memory"
+    max_message_bytes: int = 262_144
 
     @property
     def bootstrap_servers(self) -> list[str]:
@@ -101,6 +103,7 @@ def load_settings(env: Optional[Mapping[str, str]] = None, **overrides: object) 
                           ("debug", "info", "warning", "warn", "error", "critical")),
         app_id=env.get("SHIPGUARD_APP_ID") or "shipguard",
         store=_choice(env, "SHIPGUARD_STORE", "memory", ("memory", "rocksdb")),
+        max_message_bytes=_int(env, "SHIPGUARD_MAX_MESSAGE_BYTES", 262_144, 1_024, 100_000_000),
     )
     values.update({k: v for k, v in overrides.items() if v is not None})
     if values["clock"] not in ("wall", "event"):

@@ -36,6 +36,8 @@ from streams import topics as T
 
 log = logging.getLogger("shipguard")
 UTC = timezone.utc
+MAX_MESSAGE_BYTES = 262_144  # default of SHIPGUARD_MAX_MESSAGE_BYTES
+DEAD_LETTER_RAW_BYTES = 65_536  # a dead letter keeps at most this much of the original record
 
 
 @dataclass
@@ -223,10 +225,11 @@ class Shell:
                  end_offsets: Callable[[list[tuple[str, int]]], Awaitable[dict[tuple[str, int], int]]],
                  start_offset: Callable[[tuple[str, int]], int],
                  wall_now: Callable[[], datetime] = lambda: datetime.now(UTC),
-                 in_band_marks: bool = True) -> None:
+                 in_band_marks: bool = True, max_message_bytes: int = MAX_MESSAGE_BYTES) -> None:
         if clock_mode == "wall" and not ctx.rules.decide_on_read:
             ctx = replace(ctx, rules=ctx.rules.model_copy(update={"decide_on_read": True}))
         self.ctx = ctx
+        self.max_message_bytes = max_message_bytes
         self.clock_mode = clock_mode
         self.partitions = partitions
         self.waybill_feed, self.order_feed, self.shop_feed = T.internal_topics(app_id)
@@ -323,7 +326,11 @@ class Shell:
 
     # ---- decoding -------------------------------------------------------------------------
     def _dead_letter(self, record: Record, error: str) -> Outgoing:
-        text, encoding = codec.raw_text(record.value)
+        raw = record.value
+        if raw is not None and len(raw) > DEAD_LETTER_RAW_BYTES:  # a dead letter must fit on its topic
+            error += f" (raw: the first {DEAD_LETTER_RAW_BYTES} of {len(raw)} bytes)"
+            raw = raw[:DEAD_LETTER_RAW_BYTES]
+        text, encoding = codec.raw_text(raw)
         letter = DeadLetter(source_topic=record.topic, partition=record.partition, offset=record.offset,
                             error=error, received_at=self.wall_now(), raw=text,
                             raw_encoding=encoding)  # type: ignore[arg-type]
@@ -346,6 +353,9 @@ class Shell:
         (sent to dead-letters via `out`)."""
         self.metrics.consumed[record.topic] += 1
         try:
+            if record.value is not None and len(record.value) > self.max_message_bytes:
+                raise BadInput(f"(value): {len(record.value)} bytes, more than the maximum of "
+                               f"{self.max_message_bytes} (SHIPGUARD_MAX_MESSAGE_BYTES)")
             if record.topic != feed:
                 return codec.decode_input(record.topic, record.value)
             message = self._internal(record, kinds)
