@@ -41,3 +41,30 @@ def test_every_shipguard_variable_the_compose_file_sets_is_read_by_the_config_mo
             continue
         assert ours and set(ours) <= set(ENV_VARS), f"{name}: {sorted(set(ours) - set(ENV_VARS))}"
         load_settings(ours)  # raises ConfigError on a malformed value
+
+
+def k8s():
+    docs = []
+    for path in sorted((REPO / "deploy" / "k8s").glob("*.yaml")):
+        docs += [d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d]
+    return {(d["kind"], d["metadata"]["name"]): d for d in docs}
+
+
+def test_the_kubernetes_workers_are_a_statefulset_with_a_volume_for_the_rocksdb_store():
+    manifests = k8s()
+    config = manifests[("ConfigMap", "shipguard")]["data"]
+    worker = manifests[("StatefulSet", "shipguard-worker")]["spec"]
+    container = worker["template"]["spec"]["containers"][0]
+    assert config["SHIPGUARD_STORE"] == "rocksdb"
+    claim = worker["volumeClaimTemplates"][0]["metadata"]["name"]
+    assert {"name": claim, "mountPath": config["SHIPGUARD_DATA_DIR"]} in container["volumeMounts"]
+    assert {"configMapRef": {"name": "shipguard"}} in container["envFrom"]
+    assert ("Job", "shipguard-topics") in manifests
+
+
+def test_every_shipguard_variable_the_kubernetes_manifests_set_is_read_by_the_config_module_and_valid():
+    manifests = k8s()
+    env = dict(manifests[("ConfigMap", "shipguard")]["data"])
+    env.update(manifests[("Secret", "shipguard-salt")]["stringData"])
+    assert set(env) <= set(ENV_VARS), sorted(set(env) - set(ENV_VARS))
+    load_settings(env)
