@@ -30,6 +30,10 @@ log = logging.getLogger("shipguard")
 
 BATCH_MAX = 1000
 BATCH_WITHIN = 0.05
+# The shop side decides only once stream time minus the lateness has passed a fact, so it can
+# wait longer for a batch: each batch rewrites a touched shop's whole 7-day state to its
+# changelog (in a wall-mode run at ~1,200 events/s, 23% of the worker's time with 50 ms batches).
+SHOP_BATCH_WITHIN = 1.0
 
 
 @dataclass
@@ -183,7 +187,7 @@ def build_app(settings: Settings, rules: RulesConfig, faust_overrides: Optional[
 
     @app.agent(topic(shop_feed), name="shipguard.shop-side")
     async def shop_side(stream: Any) -> None:
-        async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN):
+        async for events in stream.take_events(BATCH_MAX, within=SHOP_BATCH_WITHIN):
             await shell.shop_batch([_record(e) for e in events])
 
     @app.on_partitions_assigned.connect
