@@ -416,11 +416,17 @@ class Shell:
         value = Rekeyed(topic=topic, value=message.model_dump(mode="json"))
         return Outgoing(feed, key.encode("utf-8"), codec.dumps(value))
 
+    def _put(self, store: StateStore, key: str, state: Any, partition: int) -> None:
+        """Store a key's new state (None deletes it), stamped with the partition it lives in."""
+        if state is not None and state.partition != partition:
+            state = state.model_copy(update={"partition": partition})
+        store.put(key, state, partition)
+
     def _put_order(self, order_id: str, state: Optional[order_rules.OrderState], partition: int) -> None:
         wake = self.order_deadlines.due_at.get(order_id)
-        if state is not None and (state.partition != partition or state.wake_at != wake):
-            state = state.model_copy(update={"partition": partition, "wake_at": wake})
-        self.orders.put(order_id, state, partition)
+        if state is not None and state.wake_at != wake:
+            state = state.model_copy(update={"wake_at": wake})
+        self._put(self.orders, order_id, state, partition)
 
     def _route(self, order_id: str, outputs: list[Any]) -> list[Outgoing]:
         routed = []
@@ -478,14 +484,9 @@ class Shell:
             self.waybill_deadlines.set(number, step.next_deadline)
             out.extend(Outgoing(self.order_feed, o.order_id.encode("utf-8"), codec.dumps(o)) for o in step.outputs)
         for number, state in dirty.items():
-            self._put_waybill(number, state, dirty_partition[number])
+            self._put(self.waybills, number, state, dirty_partition[number])
         await self._emit(out)
         await self._tick()
-
-    def _put_waybill(self, number: str, state: Any, partition: int) -> None:
-        if state is not None and state.partition != partition:
-            state = state.model_copy(update={"partition": partition})
-        self.waybills.put(number, state, partition)
 
     # ---- timers ---------------------------------------------------------------------------
     def _marks(self, local: Optional[datetime], horizon: Optional[datetime]) -> list[Outgoing]:
@@ -528,27 +529,21 @@ class Shell:
             log.debug("clock local=%s remote=%s horizon=%s lagging=%s", local, self.clock.remote_bound(feeds),
                       horizon, [tp for tp in self.assigned() if tp[0] in self.external and not self.caught_up(tp)][:5])
         if horizon is not None:
-            for order_id in self.order_deadlines.pop_due(horizon):
-                state = self.orders.get(order_id)
-                if state is None:
-                    continue
-                step = order_rules.on_time(state, horizon, self.ctx)
-                if step.outputs and log.isEnabledFor(logging.DEBUG):
-                    log.debug("timer order=%s horizon=%s pending=%s scans=%d", order_id, horizon,
-                              state.joins_pending, len(state.scans))
-                self.order_deadlines.set(order_id, step.next_deadline)
-                self._put_order(order_id, step.state, state.partition)
+            for order_id, step in self._fire(self.order_deadlines, self.orders, horizon,
+                                             lambda state, now: order_rules.on_time(state, now, self.ctx),
+                                             self._put_order):
                 out.extend(self._route(order_id, step.outputs))
         waybill_now = self.waybill_horizon(local)
         if waybill_now is not None:
-            for number in self.waybill_deadlines.pop_due(waybill_now):
-                state = self.waybills.get(number)
-                if state is None:
-                    continue
-                wstep = waybill_rules.on_time(state, waybill_now, self.ctx.rules)
-                self._put_waybill(number, wstep.state, state.partition)
-                self.waybill_deadlines.set(number, wstep.next_deadline)
-        out.extend(self._fire_shops(self.shop_horizon(horizon)))
+            self._fire(self.waybill_deadlines, self.waybills, waybill_now,  # expiry only: no outputs
+                       lambda state, now: waybill_rules.on_time(state, now, self.ctx.rules),
+                       lambda key, state, partition: self._put(self.waybills, key, state, partition))
+        shop_now = self.shop_horizon(horizon)
+        if shop_now is not None:
+            for shop_id, step in self._fire(self.shop_deadlines, self.shops, shop_now,
+                                            lambda state, now: shop_rules.on_time(state, now, self.ctx.rules),
+                                            lambda key, state, partition: self._put(self.shops, key, state, partition)):
+                out.extend(self._route(shop_id, step.alerts))
         if self.in_band_marks and self.clock_mode == "event":
             # after this tick's timers: a mark must follow the facts and forwards it vouches for
             out.extend(self._marks(local, horizon))
@@ -570,24 +565,20 @@ class Shell:
             return self.shop_clock.current
         return self.shop_clock.advance(order_horizon - lateness if order_horizon else None)
 
-    def _fire_shops(self, now: Optional[datetime]) -> list[Outgoing]:
-        out: list[Outgoing] = []
-        if now is None:
-            return out
-        for shop_id in self.shop_deadlines.pop_due(now):
-            state = self.shops.get(shop_id)
+    def _fire(self, deadlines: Deadlines, store: StateStore, now: datetime,
+              on_time: Callable[[Any, datetime], Any],
+              put: Callable[[str, Any, int], None]) -> list[tuple[str, Any]]:
+        """Run `on_time` for every key due by `now`, reschedule and store it: (key, step) each."""
+        fired = []
+        for key in deadlines.pop_due(now):
+            state = store.get(key)
             if state is None:
                 continue
-            step = shop_rules.on_time(state, now, self.ctx.rules)
-            self._put_shop(shop_id, step.state, state.partition)
-            self.shop_deadlines.set(shop_id, step.next_deadline)
-            out.extend(self._route(shop_id, step.alerts))
-        return out
-
-    def _put_shop(self, shop_id: str, state: Any, partition: int) -> None:
-        if state is not None and state.partition != partition:
-            state = state.model_copy(update={"partition": partition})
-        self.shops.put(shop_id, state, partition)
+            step = on_time(state, now)
+            deadlines.set(key, step.next_deadline)  # before the put: an order stores its wake_at
+            put(key, step.state, state.partition)
+            fired.append((key, step))
+        return fired
 
     async def shop_batch(self, records: list[Record]) -> None:
         """Apply a batch of shop facts: rates per shop, alerts to shop-alerts."""
@@ -609,7 +600,7 @@ class Shell:
                 self.shop_deadlines.set(fact.shop_id, step.next_deadline)
                 out.extend(self._route(fact.shop_id, step.alerts))
             for shop_id, state in dirty.items():
-                self._put_shop(shop_id, state, dirty_partition[shop_id])
+                self._put(self.shops, shop_id, state, dirty_partition[shop_id])
             await self._emit(out)
             await self._tick()
 
