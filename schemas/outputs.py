@@ -87,6 +87,22 @@ class DeadLetter(WireModel):
     raw_encoding: Literal["utf-8", "base64"] = "utf-8"
 
 
+def identity(topic: str, value: Any) -> Optional[str]:
+    """What must appear once on an output topic (a model or its decoded JSON); None elsewhere.
+
+    violation-warnings: (warning_id, stage); cancellation-outcomes: the request; shop-alerts:
+    (alert_id, stage). Dead letters have none: they are delivered at least once.
+    """
+    get = value.get if isinstance(value, dict) else lambda name: getattr(value, name, None)
+    if topic == "violation-warnings":
+        return f"{get('warning_id')}|{get('stage')}"
+    if topic == "cancellation-outcomes":
+        return str(get("request_event_id"))
+    if topic == "shop-alerts":
+        return f"{get('alert_id')}|{get('stage')}"
+    return None
+
+
 OUTPUT_MODELS: dict[str, type[WireModel]] = {
     "violation-warnings": ViolationWarning,
     "cancellation-outcomes": CancellationOutcome,

@@ -140,5 +140,28 @@ class WaybillState(StateModel):
         return self.last_activity + retention if self.last_activity else None
 
 
+class OutboxItem(StateModel):
+    """One message a batch emits because of a state change, kept until the next batch of its side."""
+
+    topic: str
+    partition: Optional[int] = None  # explicit for output topics; None = the key's default partition
+    key: Optional[str] = None
+    value: str                       # the message's JSON text
+    identity: Optional[str] = None   # set for output topics: what "appears once" means there
+
+
+class Outbox(StateModel):
+    """The messages of one side's latest batch for one partition, written before its state.
+
+    `bases` holds, per output topic, the offset at which this batch's records start on the
+    partition of that topic (this worker is its only writer): recovery reads from there to see
+    which already landed. Lives as long as the partition: the next batch overwrites it.
+    """
+
+    partition: int = -1
+    items: tuple[OutboxItem, ...] = ()
+    bases: dict[str, int] = {}
+
+
 __all__ = ["OrderFacts", "UploadFact", "ScanFact", "OtherUpload", "Emitted", "OrderState",
-           "Registration", "WaybillState"]
+           "Registration", "WaybillState", "OutboxItem", "Outbox"]

@@ -10,7 +10,9 @@ p of every topic and changelog is served by the same worker.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -20,9 +22,10 @@ from faust.types import TP
 from processors.config import RulesConfig
 from processors.order import Context
 from schemas.shop import ShopState
-from schemas.state import OrderState, WaybillState
+from schemas.state import Outbox, OrderState, WaybillState
 from streams import topics as T
 from streams.config import Settings
+from streams.delivery import OutputClient
 from streams.serde import KeyCodec, StateCodec
 from streams.worker import Outgoing, PartitionedStore, Record, Shell, StateStore
 
@@ -83,13 +86,32 @@ def _state_store(table: Any, rocksdb: bool, produce: Any) -> StateStore:
             meta = future.result()
             table.data.set_persisted_offset(TP(meta.topic, meta.partition), meta.offset)
 
-    async def write(partition: int, key: str, value: Any) -> None:
+    async def write(partition: int, key: str, value: Any) -> Any:
         future = await produce(topic, key_codec.dumps(key), None if value is None else value_codec.dumps(value),
                                partition)
         if rocksdb:
             future.add_done_callback(persisted)
+        return future
 
     return StateStore(data, write)
+
+
+async def _or_stop(step: Any) -> None:
+    """Run a batch or tick; if it fails, end the process at once.
+
+    A failed step may have changed state in memory that never reached the changelog, and Faust
+    acknowledges a batch's records even when the batch raised: going on would lose them. Ending
+    the process leaves their offsets uncommitted, so the restarted worker (a supervisor's job)
+    reads them again and repairs the outboxes (README "Delivery guarantees").
+    """
+    try:
+        await step
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.critical("worker step failed: exiting so that a restart reads its input again", exc_info=True)
+        logging.shutdown()
+        os._exit(70)
 
 
 def build_app(settings: Settings, rules: RulesConfig, faust_overrides: Optional[dict] = None,
@@ -121,15 +143,22 @@ def build_app(settings: Settings, rules: RulesConfig, faust_overrides: Optional[
     orders = _table(app, "orders", OrderState, n)
     waybills = _table(app, "waybills", WaybillState, n)
     shops = _table(app, "shops", ShopState, n)
+    outbox = _table(app, "outbox", Outbox, n)
+    outputs = OutputClient(settings.bootstrap_servers, settings.app_id)
 
     async def produce(topic: str, key: Optional[bytes], value: Optional[bytes], partition: Optional[int]) -> Any:
         # straight to the producer: Faust's Topic.send (channels, codecs, FutureMessage) cost
         # 19% of the worker's busy time for records that are bytes already
         return await app.producer.send(topic, key, value, partition, None, None)
 
-    async def send(out: list[Outgoing]) -> None:
-        for item in out:
-            await produce(item.topic, item.key, item.value, item.partition)
+    async def send(out: list[Outgoing]) -> list[Any]:
+        # output topics through our own producer (no ambiguous retries: streams.delivery), the
+        # rest through Faust's; then wait for all: an offset, or the exception, per message
+        futures = [await (outputs.send(item.topic, item.key, item.value, item.partition)  # type: ignore[arg-type]
+                          if item.identity is not None else produce(item.topic, item.key, item.value, item.partition))
+                   for item in out]
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        return [r if isinstance(r, BaseException) else r.offset for r in results]
 
     def assigned() -> list[tuple[str, int]]:
         return [(tp.topic, tp.partition) for tp in app.consumer.assignment()]
@@ -160,6 +189,7 @@ def build_app(settings: Settings, rules: RulesConfig, faust_overrides: Optional[
         consumer = offsets_client.pop("consumer", None)
         if consumer is not None:
             await consumer.stop()
+        await outputs.stop()
 
     def start_offset(key: tuple[str, int]) -> int:
         return app.consumer._committed_offset.get(TP(*key)) or 0
@@ -171,28 +201,30 @@ def build_app(settings: Settings, rules: RulesConfig, faust_overrides: Optional[
         orders=_state_store(orders, rocksdb, produce), waybills=_state_store(waybills, rocksdb, produce),
         shops=_state_store(shops, rocksdb, produce),
         send=send, assigned=assigned, end_offsets=end_offsets, start_offset=start_offset,
-        max_message_bytes=settings.max_message_bytes)
+        max_message_bytes=settings.max_message_bytes,
+        outbox=_state_store(outbox, rocksdb, produce), read_back=outputs.read_back)
     ready = {"done": False}
 
     @app.agent(topic(T.ORDER_PAID, T.WAYBILL_UPLOADED, T.CANCELLATION_REQUESTS, T.CLOCK_TICKS, order_feed),
                name="shipguard.order-side")
     async def order_side(stream: Any) -> None:
         async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN):
-            await shell.order_batch([_record(e) for e in events])
+            await _or_stop(shell.order_batch([_record(e) for e in events]))
 
     @app.agent(topic(T.TRACKING_SCANS, waybill_feed), name="shipguard.waybill-side")
     async def waybill_side(stream: Any) -> None:
         async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN):
-            await shell.waybill_batch([_record(e) for e in events])
+            await _or_stop(shell.waybill_batch([_record(e) for e in events]))
 
     @app.agent(topic(shop_feed), name="shipguard.shop-side")
     async def shop_side(stream: Any) -> None:
         async for events in stream.take_events(BATCH_MAX, within=SHOP_BATCH_WITHIN):
-            await shell.shop_batch([_record(e) for e in events])
+            await _or_stop(shell.shop_batch([_record(e) for e in events]))
 
     @app.on_partitions_assigned.connect
     async def _assigned(*args: Any, **kwargs: Any) -> None:
         ready["done"] = False
+        shell.on_assigned()
 
     @app.timer(0.2, name="shipguard.clock")
     async def clock() -> None:
@@ -203,6 +235,6 @@ def build_app(settings: Settings, rules: RulesConfig, faust_overrides: Optional[
             ready["done"] = True
             log.info("shipguard worker ready: clock=%s partitions=%d assigned=%d orders=%d waybills=%d",
                      settings.clock, n, len(app.consumer.assignment()), len(shell.orders), len(shell.waybills))
-        await shell.tick()
+        await _or_stop(shell.tick())
 
     return Built(app=app, shell=shell, orders=orders, waybills=waybills)

@@ -29,8 +29,9 @@ from schemas.codec import BadInput
 from schemas.events import ClockTick, OrderPaid, ParcelScanned, WireModel
 from schemas.internal import (ORDER_FEED_KINDS, SHOP_FEED_KINDS, WAYBILL_FEED_KINDS, RegisterUpload, Rekeyed,
                               ScansForOrder, Watermark)
-from schemas.outputs import CancellationOutcome, DeadLetter, ShopAlert, ViolationWarning
+from schemas.outputs import CancellationOutcome, DeadLetter, ShopAlert, ViolationWarning, identity
 from schemas.shop import ShopFact
+from schemas.state import Outbox, OutboxItem
 from schemas.types import format_time
 from streams import topics as T
 
@@ -53,12 +54,19 @@ class Record:
 
 @dataclass
 class Outgoing:
-    """One message to produce."""
+    """One message to produce.
+
+    `origin` is the (side, partition) whose state change caused it: such a message goes into that
+    partition's outbox before the state is written. `identity` is set on output topics, where a
+    message must appear once (schemas.outputs.identity).
+    """
 
     topic: str
     key: Optional[bytes]
     value: bytes
     partition: Optional[int] = None
+    origin: Optional[tuple[str, int]] = None
+    identity: Optional[str] = None
 
 
 class StateStore:
@@ -89,11 +97,14 @@ class StateStore:
             self.pending[key] = (partition, value)
 
     async def flush(self) -> None:
-        """Send the queued changelog records: the latest value of each key written since."""
+        """Send the queued changelog records (the latest value of each key written since) and
+        wait until the broker has them all."""
         pending, self.pending = self.pending, {}
         if self.send_changelog is not None:
-            for key, (partition, value) in pending.items():
-                await self.send_changelog(partition, key, value)
+            sent = [await self.send_changelog(partition, key, value) for key, (partition, value) in pending.items()]
+            delivered = [future for future in sent if future is not None]
+            if delivered:
+                await asyncio.gather(*delivered)
 
     def __len__(self) -> int:
         return len(self.data)
@@ -225,7 +236,9 @@ class Shell:
                  end_offsets: Callable[[list[tuple[str, int]]], Awaitable[dict[tuple[str, int], int]]],
                  start_offset: Callable[[tuple[str, int]], int],
                  wall_now: Callable[[], datetime] = lambda: datetime.now(UTC),
-                 in_band_marks: bool = True, max_message_bytes: int = MAX_MESSAGE_BYTES) -> None:
+                 in_band_marks: bool = True, max_message_bytes: int = MAX_MESSAGE_BYTES,
+                 outbox: Optional[StateStore] = None,
+                 read_back: Optional[Callable[[str, int, int, int], Awaitable[list[bytes]]]] = None) -> None:
         if clock_mode == "wall" and not ctx.rules.decide_on_read:
             ctx = replace(ctx, rules=ctx.rules.model_copy(update={"decide_on_read": True}))
         self.ctx = ctx
@@ -260,6 +273,15 @@ class Shell:
         # False only where forwards are delivered synchronously (streams.inprocess): then the
         # order side cannot run ahead of the waybill side and needs no in-band watermarks.
         self.in_band_marks = in_band_marks
+        # Crash safety (README "Delivery guarantees"): each batch's messages go to its outbox and
+        # are on the broker before its state is; after an assignment the outboxes are checked
+        # against the output partitions before anything else runs. Without an outbox (in
+        # process) nothing can crash between the two.
+        self.outbox = outbox
+        self.read_back = read_back
+        self.needs_recovery = outbox is not None
+        self.output_next: dict[tuple[str, int], int] = {}  # output partition -> its end, as we wrote it
+        self.recovered: set[str] = set()  # identities an outbox held at the last recovery: never again
 
     # ---- time -----------------------------------------------------------------------------
     def caught_up(self, tp: tuple[str, int], processed: Optional[dict] = None) -> bool:
@@ -374,6 +396,7 @@ class Shell:
     async def order_batch(self, records: list[Record]) -> None:
         """Apply a batch of order-side records, persist dirty orders, emit, then fire timers."""
         async with self.lock:
+            await self._recover_if_needed()
             await self._order_batch(records)
 
     async def _order_batch(self, records: list[Record]) -> None:
@@ -404,7 +427,7 @@ class Shell:
             dirty[order_id] = step.state  # type: ignore[assignment]
             dirty_partition[order_id] = record.partition
             self.order_deadlines.set(order_id, step.next_deadline)
-            out.extend(self._route(order_id, step.outputs))
+            out.extend(self._route(order_id, step.outputs, record.partition))
         for order_id, state in dirty.items():
             self._put_order(order_id, state, dirty_partition[order_id])
         await self._emit(out)
@@ -428,36 +451,44 @@ class Shell:
             state = state.model_copy(update={"wake_at": wake})
         self._put(self.orders, order_id, state, partition)
 
-    def _route(self, order_id: str, outputs: list[Any]) -> list[Outgoing]:
+    def _route(self, order_id: str, outputs: list[Any], partition: int, side: str = "order") -> list[Outgoing]:
+        """Messages for a key's outputs. Output topics get the key's own partition number, so
+        that each output partition has one writer (the owner of that partition)."""
         routed = []
+        origin = (side, partition)
         for item in outputs:
             if isinstance(item, ViolationWarning):
                 self.metrics.outputs[(item.rule, item.stage)] += 1
                 log.info("warning order=%s rule=%s stage=%s occurred_at=%s warning_id=%s",
                          item.order_id, item.rule, item.stage, format_time(item.occurred_at),
                          item.warning_id)
-                routed.append(Outgoing(T.VIOLATION_WARNINGS, order_id.encode("utf-8"), codec.dumps(item)))
+                routed.append(Outgoing(T.VIOLATION_WARNINGS, order_id.encode("utf-8"), codec.dumps(item), partition,
+                                       origin, identity(T.VIOLATION_WARNINGS, item)))
             elif isinstance(item, CancellationOutcome):
                 self.metrics.outputs[("CANCELLATION", item.code)] += 1
                 log.info("cancellation order=%s request=%s decision=%s code=%s", item.order_id,
                          item.request_event_id, item.decision, item.code)
-                routed.append(Outgoing(T.CANCELLATION_OUTCOMES, order_id.encode("utf-8"), codec.dumps(item)))
+                routed.append(Outgoing(T.CANCELLATION_OUTCOMES, order_id.encode("utf-8"), codec.dumps(item), partition,
+                                       origin, identity(T.CANCELLATION_OUTCOMES, item)))
             elif isinstance(item, ShopFact):
                 self.facts_in_flight += not self.in_band_marks
-                routed.append(Outgoing(self.shop_feed, item.shop_id.encode("utf-8"), codec.dumps(item)))
+                routed.append(Outgoing(self.shop_feed, item.shop_id.encode("utf-8"), codec.dumps(item), origin=origin))
             elif isinstance(item, ShopAlert):
                 self.metrics.outputs[(item.metric, item.stage)] += 1
                 log.info("shop alert shop=%s metric=%s stage=%s value=%s window_end=%s", item.shop_id, item.metric,
                          item.stage, item.value, format_time(item.window_end))
-                routed.append(Outgoing(T.SHOP_ALERTS, item.shop_id.encode("utf-8"), codec.dumps(item)))
+                routed.append(Outgoing(T.SHOP_ALERTS, item.shop_id.encode("utf-8"), codec.dumps(item), partition,
+                                       origin, identity(T.SHOP_ALERTS, item)))
             elif isinstance(item, RegisterUpload):
-                routed.append(Outgoing(self.waybill_feed, item.waybill_no.encode("utf-8"), codec.dumps(item)))
+                routed.append(Outgoing(self.waybill_feed, item.waybill_no.encode("utf-8"), codec.dumps(item),
+                                       origin=origin))
         return routed
 
     # ---- waybill side ---------------------------------------------------------------------
     async def waybill_batch(self, records: list[Record]) -> None:
         """Apply a batch of scans and registrations, persist dirty numbers, forward to orders."""
         async with self.lock:
+            await self._recover_if_needed()
             await self._waybill_batch(records)
 
     async def _waybill_batch(self, records: list[Record]) -> None:
@@ -482,7 +513,8 @@ class Shell:
             dirty[number] = step.state
             dirty_partition[number] = record.partition
             self.waybill_deadlines.set(number, step.next_deadline)
-            out.extend(Outgoing(self.order_feed, o.order_id.encode("utf-8"), codec.dumps(o)) for o in step.outputs)
+            out.extend(Outgoing(self.order_feed, o.order_id.encode("utf-8"), codec.dumps(o),
+                                origin=("waybill", record.partition)) for o in step.outputs)
         for number, state in dirty.items():
             self._put(self.waybills, number, state, dirty_partition[number])
         await self._emit(out)
@@ -518,6 +550,7 @@ class Shell:
     async def tick(self) -> None:
         """Stream time may have moved: publish the waybill-side watermark, fire due timers."""
         async with self.lock:
+            await self._recover_if_needed()
             await self._tick()
 
     async def _tick(self) -> None:
@@ -529,10 +562,10 @@ class Shell:
             log.debug("clock local=%s remote=%s horizon=%s lagging=%s", local, self.clock.remote_bound(feeds),
                       horizon, [tp for tp in self.assigned() if tp[0] in self.external and not self.caught_up(tp)][:5])
         if horizon is not None:
-            for order_id, step in self._fire(self.order_deadlines, self.orders, horizon,
-                                             lambda state, now: order_rules.on_time(state, now, self.ctx),
-                                             self._put_order):
-                out.extend(self._route(order_id, step.outputs))
+            for order_id, step, partition in self._fire(self.order_deadlines, self.orders, horizon,
+                                                        lambda state, now: order_rules.on_time(state, now, self.ctx),
+                                                        self._put_order):
+                out.extend(self._route(order_id, step.outputs, partition))
         waybill_now = self.waybill_horizon(local)
         if waybill_now is not None:
             self._fire(self.waybill_deadlines, self.waybills, waybill_now,  # expiry only: no outputs
@@ -540,10 +573,11 @@ class Shell:
                        lambda key, state, partition: self._put(self.waybills, key, state, partition))
         shop_now = self.shop_horizon(horizon)
         if shop_now is not None:
-            for shop_id, step in self._fire(self.shop_deadlines, self.shops, shop_now,
-                                            lambda state, now: shop_rules.on_time(state, now, self.ctx.rules),
-                                            lambda key, state, partition: self._put(self.shops, key, state, partition)):
-                out.extend(self._route(shop_id, step.alerts))
+            for shop_id, step, partition in self._fire(
+                    self.shop_deadlines, self.shops, shop_now,
+                    lambda state, now: shop_rules.on_time(state, now, self.ctx.rules),
+                    lambda key, state, partition: self._put(self.shops, key, state, partition)):
+                out.extend(self._route(shop_id, step.alerts, partition, "shop"))
         if self.in_band_marks and self.clock_mode == "event":
             # after this tick's timers: a mark must follow the facts and forwards it vouches for
             out.extend(self._marks(local, horizon))
@@ -567,8 +601,8 @@ class Shell:
 
     def _fire(self, deadlines: Deadlines, store: StateStore, now: datetime,
               on_time: Callable[[Any, datetime], Any],
-              put: Callable[[str, Any, int], None]) -> list[tuple[str, Any]]:
-        """Run `on_time` for every key due by `now`, reschedule and store it: (key, step) each."""
+              put: Callable[[str, Any, int], None]) -> list[tuple[str, Any, int]]:
+        """Run `on_time` for every key due by `now`, reschedule and store it: (key, step, partition) each."""
         fired = []
         for key in deadlines.pop_due(now):
             state = store.get(key)
@@ -577,12 +611,13 @@ class Shell:
             step = on_time(state, now)
             deadlines.set(key, step.next_deadline)  # before the put: an order stores its wake_at
             put(key, step.state, state.partition)
-            fired.append((key, step))
+            fired.append((key, step, state.partition))
         return fired
 
     async def shop_batch(self, records: list[Record]) -> None:
         """Apply a batch of shop facts: rates per shop, alerts to shop-alerts."""
         async with self.lock:
+            await self._recover_if_needed()
             out: list[Outgoing] = []
             dirty: dict[str, Any] = {}
             dirty_partition: dict[str, int] = {}
@@ -598,7 +633,7 @@ class Shell:
                 dirty[fact.shop_id] = step.state
                 dirty_partition[fact.shop_id] = record.partition
                 self.shop_deadlines.set(fact.shop_id, step.next_deadline)
-                out.extend(self._route(fact.shop_id, step.alerts))
+                out.extend(self._route(fact.shop_id, step.alerts, record.partition, "shop"))
             for shop_id, state in dirty.items():
                 self._put(self.shops, shop_id, state, dirty_partition[shop_id])
             await self._emit(out)
@@ -617,10 +652,126 @@ class Shell:
         for shop_id, state in self.shops.items():
             self.shop_deadlines.set(shop_id, shop_rules.next_deadline(state, self.ctx.rules))
 
+    # ---- delivery -------------------------------------------------------------------------
     async def _emit(self, out: list[Outgoing]) -> None:
-        """State first (changelogs), then outputs: what was emitted is always recorded."""
-        await self.orders.flush()
-        await self.waybills.flush()
-        await self.shops.flush()
+        """Outbox, then state, then the messages, each on the broker before the next starts.
+
+        A crash before the outbox lands leaves no trace of the batch: its input is read again.
+        A crash after it is repaired by `_recover`: what the outbox holds and the output
+        partitions lack is sent, and the stages it holds are never emitted again, so orders whose
+        state did not land cannot repeat them when their input is read again.
+        """
+        if self.recovered:
+            out = [o for o in out if o.identity is None or o.identity not in self.recovered]
+        if self.outbox is not None:
+            boxes: dict[tuple[str, int], list[Outgoing]] = {}
+            for item in out:
+                if item.origin is not None:
+                    boxes.setdefault(item.origin, []).append(item)
+            for (side, partition), items in boxes.items():
+                self.outbox.put(f"{side}:{partition}", await self._outbox(partition, items), partition)
+            await self.outbox.flush()
+        await asyncio.gather(self.orders.flush(), self.waybills.flush(), self.shops.flush())
         if out:
-            await self.send(out)
+            await self._deliver(out)
+
+    async def _outbox(self, partition: int, items: list[Outgoing]) -> Outbox:
+        """One partition's outbox: its messages, and where each output partition ends now."""
+        tps = sorted({(o.topic, o.partition) for o in items if o.identity is not None and o.partition is not None})
+        unknown = [tp for tp in tps if tp not in self.output_next]
+        if unknown:  # not written since the last recovery: we are its only writer, so its end is ours
+            self.output_next.update(await self.end_offsets(unknown))
+        return Outbox(partition=partition, bases={topic: self.output_next[(topic, p)] for topic, p in tps},
+                      items=tuple(OutboxItem(topic=o.topic, partition=o.partition, value=o.value.decode("utf-8"),
+                                             key=None if o.key is None else o.key.decode("utf-8"),
+                                             identity=o.identity) for o in items))
+
+    async def _deliver(self, out: list[Outgoing],
+                       bases: Optional[dict[tuple[str, Optional[int]], Optional[int]]] = None) -> None:
+        """Send and wait for every message; repair what failed (see streams.delivery). `bases`:
+        where each output partition stood before these messages (default: as we wrote it)."""
+        if bases is None:
+            bases = {(o.topic, o.partition): self.output_next.get((o.topic, o.partition))  # type: ignore[arg-type]
+                     for o in out if o.identity is not None}
+        failed = self._delivered(out, await self.send(out))
+        attempt = 0
+        while failed:
+            attempt += 1
+            log.warning("delivery failed messages=%d attempt=%d: reading the output partitions back",
+                        len(failed), attempt)
+            await asyncio.sleep(min(5.0, 0.2 * 2 ** attempt))
+            try:
+                missing = await self._not_landed(failed, bases)
+                failed = self._delivered(missing, await self.send(missing))
+            except Exception as exc:  # the broker is still away: try again
+                log.warning("delivery repair failed attempt=%d error=%r", attempt, exc)
+        if attempt:
+            log.info("delivery repaired attempts=%d", attempt)
+
+    def _delivered(self, out: list[Outgoing], results: Optional[list[Any]]) -> list[Outgoing]:
+        """Note where output partitions now end; return the messages whose send failed."""
+        failed = []
+        for item, result in zip(out, results or [None] * len(out)):
+            if isinstance(result, BaseException):
+                failed.append(item)
+            elif item.identity is not None and isinstance(result, int):
+                tp = (item.topic, item.partition)
+                self.output_next[tp] = max(self.output_next.get(tp, 0), result + 1)  # type: ignore[index]
+        return failed
+
+    async def _not_landed(self, items: list[Outgoing], bases: dict[tuple[str, Optional[int]], Optional[int]]
+                          ) -> list[Outgoing]:
+        """Of `items`, those not on the broker: output messages absent from their partition
+        since `bases`; feed messages all (their readers ignore a repeat)."""
+        landed: dict[tuple[str, int], set[str]] = {}
+        for topic, partition in {(o.topic, o.partition) for o in items if o.identity is not None}:
+            assert partition is not None and self.read_back is not None
+            end = (await self.end_offsets([(topic, partition)]))[(topic, partition)]
+            start = bases.get((topic, partition))
+            values = await self.read_back(topic, partition, end if start is None else start, end)
+            landed[(topic, partition)] = {identity(topic, codec.loads(v)) for v in values}  # type: ignore[misc]
+            self.output_next[(topic, partition)] = end
+        return [o for o in items if o.identity is None or o.identity not in landed[(o.topic, o.partition)]]  # type: ignore[index]
+
+    def on_assigned(self) -> None:
+        """Partitions were (re)assigned: check their outboxes before the next batch or tick."""
+        self.needs_recovery = self.outbox is not None
+
+    async def _recover_if_needed(self) -> None:
+        if self.needs_recovery:
+            self.needs_recovery = False
+            await self._recover()
+
+    async def _recover(self) -> None:
+        """Finish what the last owner of each assigned partition may have left half done.
+
+        Every outbox of an assigned partition is compared with the output partitions from its
+        bases on: output messages found there are not sent again, the others are; feed messages
+        are sent again (their readers ignore repeats). Each output message an outbox held is
+        remembered, so that reading its input again cannot emit it a second time.
+        """
+        assert self.outbox is not None
+        started = time.monotonic()
+        owned = self.assigned()
+        sides = {"order": T.ORDER_PAID, "waybill": T.TRACKING_SCANS, "shop": self.shop_feed}
+        pending: list[Outgoing] = []
+        bases: dict[tuple[str, Optional[int]], Optional[int]] = {}
+        self.output_next, self.recovered = {}, set()
+        for side, topic in sides.items():
+            for partition in sorted(p for t, p in owned if t == topic):
+                box = self.outbox.get(f"{side}:{partition}", partition)
+                if box is None:
+                    continue
+                for item in box.items:
+                    pending.append(Outgoing(item.topic, None if item.key is None else item.key.encode("utf-8"),
+                                            item.value.encode("utf-8"), item.partition, (side, partition),
+                                            item.identity))
+                    if item.identity is not None:
+                        self.recovered.add(item.identity)
+                        bases[(item.topic, item.partition)] = box.bases.get(item.topic)
+        missing = await self._not_landed(pending, bases) if pending else []
+        if missing:
+            await self._deliver(missing, bases)
+        log.info("outboxes checked partitions=%d held=%d resent=%d outputs_resent=%d in_ms=%.0f",
+                 len({p for t, p in owned}), len(pending), len(missing),
+                 sum(o.identity is not None for o in missing), (time.monotonic() - started) * 1000)

@@ -1,0 +1,104 @@
+"""Delivery of the output topics without duplicates on a producer that is not idempotent.
+
+The embedded broker refuses aiokafka's idempotent producer, and a plain producer retries a
+request whose answer it never got (the connection broke, or it timed out): if the broker had
+written it, the retry writes it twice. For `violation-warnings`, `cancellation-outcomes` and
+`shop-alerts`, where every record must appear once, the worker uses its own producer that does
+not retry such an *ambiguous* failure but fails the send; the shell then reads the partition
+back from where the batch started (it is the partition's only writer) and sends only what did
+not land. A failure the broker answered (e.g. not the leader) is retried as usual: nothing was
+written. Changelogs and the internal feeds stay on Faust's producer: a duplicate there is
+harmless (a state written twice; receivers of the feeds ignore what they have seen).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable, Optional
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaConnectionError, RequestTimedOutError
+from aiokafka.producer.sender import SendProduceReqHandler
+
+log = logging.getLogger("shipguard")
+
+# the request may or may not have been written: only reading the partition can tell
+AMBIGUOUS = (KafkaConnectionError, RequestTimedOutError)
+
+
+class _NoAmbiguousRetry(SendProduceReqHandler):
+    def _can_retry(self, error: Any, batch: Any) -> bool:
+        if isinstance(error, AMBIGUOUS):
+            return False
+        return super()._can_retry(error, batch)
+
+
+def forbid_ambiguous_retries(producer: AIOKafkaProducer) -> None:
+    """Make `producer` fail, not retry, a produce request whose outcome is unknown.
+
+    Replaces the sender's `_send_produce_req` on this producer only (the same four lines as
+    aiokafka 0.14's, with our handler); tested in tests/integration/test_delivery.py.
+    """
+    sender = producer._sender
+
+    async def send_produce_req(node_id: int, batches: dict) -> None:
+        handler = _NoAmbiguousRetry(sender, batches)
+        await handler.do(node_id)
+        sender._in_flight.remove(node_id)
+        for tp in batches:
+            sender._muted_partitions.remove(tp)
+
+    sender._send_produce_req = send_produce_req
+
+
+class OutputClient:
+    """The worker's own producer for output topics, and a consumer to read them back."""
+
+    def __init__(self, bootstrap_servers: list[str], client_id: str,
+                 client_kwargs: Optional[Callable[[], dict]] = None) -> None:
+        self.bootstrap_servers = bootstrap_servers
+        self.client_id = client_id
+        self.client_kwargs = client_kwargs or dict
+        self.producer: Optional[AIOKafkaProducer] = None
+        self.consumer: Optional[AIOKafkaConsumer] = None
+
+    async def send(self, topic: str, key: Optional[bytes], value: bytes, partition: int) -> Any:
+        """Enqueue one record; the returned future fails (no retry) on an ambiguous failure."""
+        if self.producer is None:
+            producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap_servers, client_id=f"{self.client_id}-outputs",
+                                        acks="all", linger_ms=5, max_batch_size=65536, **self.client_kwargs())
+            await producer.start()
+            forbid_ambiguous_retries(producer)
+            self.producer = producer
+        return await self.producer.send(topic, value, key=key, partition=partition)
+
+    async def read_back(self, topic: str, partition: int, start: int, end: int) -> list[bytes]:
+        """The values of `topic`/`partition` from offset `start` up to `end` (exclusive)."""
+        if start >= end:
+            return []
+        if self.consumer is None:
+            consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap_servers, enable_auto_commit=False,
+                                        client_id=f"{self.client_id}-read-back", **self.client_kwargs())
+            await consumer.start()
+            self.consumer = consumer
+        tp = TopicPartition(topic, partition)
+        self.consumer.assign([tp])
+        self.consumer.seek(tp, start)
+        values: list[bytes] = []
+        position = start
+        while position < end:
+            batch = await self.consumer.getmany(tp, timeout_ms=1000, max_records=10_000)
+            for record in batch.get(tp, []):
+                if record.offset >= end:
+                    break
+                values.append(record.value)
+            position = await self.consumer.position(tp)
+        self.consumer.assign([])
+        return values
+
+    async def stop(self) -> None:
+        """Close both clients (at worker shutdown)."""
+        for client in (self.producer, self.consumer):
+            if client is not None:
+                await client.stop()
+        self.producer = self.consumer = None
