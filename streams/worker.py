@@ -38,6 +38,7 @@ from streams import topics as T
 log = logging.getLogger("shipguard")
 UTC = timezone.utc
 MAX_MESSAGE_BYTES = 262_144  # default of SHIPGUARD_MAX_MESSAGE_BYTES
+OUTBOX_CHUNK_BYTES = 262_144  # an outbox record stays well below Kafka's default 1 MB message limit
 DEAD_LETTER_RAW_BYTES = 65_536  # a dead letter keeps at most this much of the original record
 
 
@@ -187,6 +188,20 @@ class PartitionedStore:
         return self.store._size()
 
 
+def _chunks(items: list[Outgoing], limit: int) -> list[list[Outgoing]]:
+    """`items` in order, cut into runs of at most about `limit` bytes (at least one item each)."""
+    chunks: list[list[Outgoing]] = [[]]
+    size = 0
+    for item in items:
+        cost = len(item.value) + len(item.key or b"") + 128
+        if chunks[-1] and size + cost > limit:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(item)
+        size += cost
+    return chunks
+
+
 class Deadlines:
     """Which key must wake at which instant: a heap with lazy deletion."""
 
@@ -282,6 +297,7 @@ class Shell:
         self.needs_recovery = outbox is not None
         self.output_next: dict[tuple[str, int], int] = {}  # output partition -> its end, as we wrote it
         self.recovered: set[str] = set()  # identities an outbox held at the last recovery: never again
+        self.outbox_chunks: dict[tuple[str, int], int] = {}  # outbox records per (side, partition)
 
     # ---- time -----------------------------------------------------------------------------
     def caught_up(self, tp: tuple[str, int], processed: Optional[dict] = None) -> bool:
@@ -669,7 +685,12 @@ class Shell:
                 if item.origin is not None:
                     boxes.setdefault(item.origin, []).append(item)
             for (side, partition), items in boxes.items():
-                self.outbox.put(f"{side}:{partition}", await self._outbox(partition, items), partition)
+                chunks = _chunks(items, OUTBOX_CHUNK_BYTES)
+                for n, chunk in enumerate(chunks):
+                    self.outbox.put(f"{side}:{partition}:{n}", await self._outbox(partition, chunk), partition)
+                for n in range(len(chunks), self.outbox_chunks.get((side, partition), 0)):
+                    self.outbox.put(f"{side}:{partition}:{n}", None, partition)  # an older batch's
+                self.outbox_chunks[(side, partition)] = len(chunks)
             await self.outbox.flush()
         await asyncio.gather(self.orders.flush(), self.waybills.flush(), self.shops.flush())
         if out:
@@ -759,16 +780,21 @@ class Shell:
         self.output_next, self.recovered = {}, set()
         for side, topic in sides.items():
             for partition in sorted(p for t, p in owned if t == topic):
-                box = self.outbox.get(f"{side}:{partition}", partition)
-                if box is None:
-                    continue
-                for item in box.items:
+                # a batch writes chunks 0..n-1 in order on one changelog partition, then deletes
+                # the older batch's beyond: chunk n+1 can only be there if chunk n is
+                boxes = []
+                while (box := self.outbox.get(f"{side}:{partition}:{len(boxes)}", partition)) is not None:
+                    boxes.append(box)
+                self.outbox_chunks[(side, partition)] = len(boxes)
+                for box, item in ((box, item) for box in boxes for item in box.items):
                     pending.append(Outgoing(item.topic, None if item.key is None else item.key.encode("utf-8"),
                                             item.value.encode("utf-8"), item.partition, (side, partition),
                                             item.identity))
                     if item.identity is not None:
                         self.recovered.add(item.identity)
-                        bases[(item.topic, item.partition)] = box.bases.get(item.topic)
+                        base, known = box.bases.get(item.topic), bases.get((item.topic, item.partition))
+                        # chunks of two batches (a crash between them): read from the older base
+                        bases[(item.topic, item.partition)] = base if known is None or base is None else min(base, known)
         missing = await self._not_landed(pending, bases) if pending else []
         if missing:
             await self._deliver(missing, bases)
