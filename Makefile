@@ -19,7 +19,8 @@ setup: $(STAMP)
 run: setup  ## broker + worker + a simulated shop-week, warnings as they arrive (FOLLOW=1 keeps it up)
 	$(BIN)/shipguard demo $(if $(FOLLOW),--follow,)
 
-test: setup  ## the whole suite: unit, streams, integration (real broker and worker)
+test: setup  ## the whole suite: unit, streams, integration (real broker and worker); installs Chromium if missing
+	@scripts/ensure-chromium.sh
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 test-fast: setup  ## unit and streams tiers only (no broker)

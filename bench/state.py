@@ -53,7 +53,7 @@ TARGET_BYTES_PER_OPEN_ORDER = 2048
 PARTITIONS = 8
 TABLES = ("orders", "waybills", "shops")
 READY_RE = re.compile(r"shipguard worker ready: .*?orders=(\d+) waybills=(\d+)")
-LOG_TIME_RE = re.compile(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ")
+LOG_TIME_RE = re.compile(r"ts=(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3})Z ")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -320,7 +320,7 @@ def _log_seconds(text: str, start_mark: str, end_mark: str) -> Optional[float]:
             if mark in line:
                 found = LOG_TIME_RE.search(line)
                 if found:
-                    return datetime.strptime(found.group(1), "%Y-%m-%d %H:%M:%S,%f")
+                    return datetime.strptime(found.group(1), "%Y-%m-%dT%H:%M:%S.%f")
         return None
 
     start, end = when(start_mark), when(end_mark)

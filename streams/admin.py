@@ -2,7 +2,8 @@
 read end offsets. Used by the CLI, the worker's start-up and the tests; nothing here is Faust.
 
 `bootstrap` is anything `SHIPGUARD_BROKER` may hold (`kafka://host:port`, comma separated) or a
-list of `host:port` pairs.
+list of `host:port` pairs. `security` is the client's security keywords from `streams.security`
+(`kafka_python_kwargs(settings)`; the same keywords serve aiokafka); None talks PLAINTEXT.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import logging
 import socket
 import time
 from contextlib import contextmanager
-from typing import Iterable, Iterator, Sequence, Union
+from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence, Union
 
 import kafka.errors
 from kafka.admin import KafkaAdminClient
@@ -22,6 +23,7 @@ from streams.config import strip_scheme
 log = logging.getLogger(__name__)
 
 Bootstrap = Union[str, Sequence[str]]
+Security = Optional[Mapping[str, Any]]
 
 _TOPIC_ALREADY_EXISTS = kafka.errors.TopicAlreadyExistsError.errno
 _UNREACHABLE = (kafka.errors.KafkaTimeoutError, kafka.errors.KafkaConnectionError)
@@ -37,7 +39,7 @@ def servers(bootstrap: Bootstrap) -> list[str]:
     return [strip_scheme(url) for url in urls if url.strip()]
 
 
-def wait_for_broker(bootstrap: Bootstrap, timeout: float = 10.0) -> None:
+def wait_for_broker(bootstrap: Bootstrap, timeout: float = 10.0, security: Security = None) -> None:
     """Block until a broker answers a Kafka metadata request; raise BrokerUnreachable after `timeout` s."""
     deadline = time.monotonic() + timeout
     while True:
@@ -46,7 +48,7 @@ def wait_for_broker(bootstrap: Bootstrap, timeout: float = 10.0) -> None:
         # errors and costs a thread. The metadata request below is what decides readiness.
         if _accepts_connections(bootstrap):
             try:
-                with _admin(bootstrap, max(remaining, 0.1)) as admin:
+                with _admin(bootstrap, max(remaining, 0.1), security) as admin:
                     admin.list_topics()
                 return
             except (BrokerUnreachable, kafka.errors.KafkaError):
@@ -59,25 +61,26 @@ def wait_for_broker(bootstrap: Bootstrap, timeout: float = 10.0) -> None:
         time.sleep(0.05)
 
 
-def cluster_id(bootstrap: Bootstrap, timeout: float = 10.0) -> str:
+def cluster_id(bootstrap: Bootstrap, timeout: float = 10.0, security: Security = None) -> str:
     """The cluster id the broker reports (Kafka: a random base64 id; the embedded broker: `tansu_cluster`)."""
-    with _admin(bootstrap, timeout) as admin:
+    with _admin(bootstrap, timeout, security) as admin:
         return str(admin.describe_cluster().get("cluster_id") or "")
 
 
-def is_embedded_broker(bootstrap: Bootstrap, timeout: float = 10.0) -> bool:
+def is_embedded_broker(bootstrap: Bootstrap, timeout: float = 10.0, security: Security = None) -> bool:
     """True when the broker at `bootstrap` is the embedded Tansu broker (judged by its cluster id)."""
-    return compat.is_embedded_cluster_id(cluster_id(bootstrap, timeout))
+    return compat.is_embedded_cluster_id(cluster_id(bootstrap, timeout, security))
 
 
-def partition_counts(bootstrap: Bootstrap, names: Iterable[str], timeout: float = 10.0) -> dict[str, int]:
+def partition_counts(bootstrap: Bootstrap, names: Iterable[str], timeout: float = 10.0,
+                     security: Security = None) -> dict[str, int]:
     """Partition count of each existing topic among `names`; missing topics are left out (and not created)."""
-    with _admin(bootstrap, timeout) as admin:
+    with _admin(bootstrap, timeout, security) as admin:
         return _partition_counts(admin, list(names))
 
 
 def ensure_topics(
-    bootstrap: Bootstrap, names: Iterable[str], partitions: int, timeout: float = 10.0
+    bootstrap: Bootstrap, names: Iterable[str], partitions: int, timeout: float = 10.0, security: Security = None
 ) -> list[str]:
     """Create the missing topics with `partitions` partitions; return the names created.
 
@@ -86,7 +89,7 @@ def ensure_topics(
     co-partitioned with, so the fix is to delete and recreate it (or to set SHIPGUARD_PARTITIONS).
     """
     names = list(dict.fromkeys(names))
-    with _admin(bootstrap, timeout) as admin:
+    with _admin(bootstrap, timeout, security) as admin:
         existing = _partition_counts(admin, names)
         missing = [name for name in names if name not in existing]
         created = _create_topics(admin, missing, partitions, timeout) if missing else []
@@ -103,17 +106,17 @@ def ensure_topics(
     return created
 
 
-def end_offsets(bootstrap: Bootstrap, topic: str) -> dict[int, int]:
+def end_offsets(bootstrap: Bootstrap, topic: str, security: Security = None) -> dict[int, int]:
     """The real end offset (offset of the next record) of each partition of `topic`, on any broker.
 
     Kafka's ListOffsets is not trusted alone because the embedded broker's answer is too low;
     see `compat.real_end_offsets`.
     """
-    return compat.real_end_offsets(servers(bootstrap), topic)
+    return compat.real_end_offsets(servers(bootstrap), topic, security=security)
 
 
 @contextmanager
-def _admin(bootstrap: Bootstrap, timeout: float) -> Iterator[KafkaAdminClient]:
+def _admin(bootstrap: Bootstrap, timeout: float, security: Security = None) -> Iterator[KafkaAdminClient]:
     """A short-lived admin client; BrokerUnreachable when no broker answers within `timeout`."""
     try:
         admin = _AdminClient(
@@ -121,6 +124,7 @@ def _admin(bootstrap: Bootstrap, timeout: float) -> Iterator[KafkaAdminClient]:
             client_id="shipguard-admin",
             bootstrap_timeout_ms=max(int(timeout * 1000), 100),
             request_timeout_ms=max(int(timeout * 1000), 1000),
+            **(security or {}),
         )
     except _UNREACHABLE as exc:
         raise BrokerUnreachable(

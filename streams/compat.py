@@ -30,7 +30,7 @@ import concurrent.futures
 import functools
 import logging
 from collections import defaultdict
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Mapping, Protocol, Sequence, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Mapping, Optional, Protocol, Sequence, TypeVar, Union
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.protocol.fetch import FetchRequest
@@ -77,9 +77,10 @@ def detect(settings: Settings) -> bool:
     if settings.broker_compat != "auto":
         return settings.broker_compat == "embedded"
     from streams import admin  # here, not at the top: admin imports this module
+    from streams.security import kafka_python_kwargs
 
     try:
-        return admin.is_embedded_broker(settings.bootstrap_servers)
+        return admin.is_embedded_broker(settings.bootstrap_servers, security=kafka_python_kwargs(settings))
     except admin.BrokerUnreachable as exc:
         raise admin.BrokerUnreachable(
             f"{str(exc).rstrip('.')}. SHIPGUARD_BROKER_COMPAT=auto asks the broker which kind it is; set it to "
@@ -145,22 +146,26 @@ async def raise_to_highwater(client: "AIOKafkaClient", end_offsets: Mapping[K, i
     return result
 
 
-def real_end_offsets(bootstrap: Union[str, Sequence[str]], topic: str, timeout: float = 10.0) -> dict[int, int]:
+def real_end_offsets(bootstrap: Union[str, Sequence[str]], topic: str, timeout: float = 10.0,
+                     security: Optional[Mapping[str, Any]] = None) -> dict[int, int]:
     """The real end offset (offset of the next record) of each partition of `topic`, on either broker.
 
-    `bootstrap` is `host:port` or a list of them (a `kafka://` prefix is dropped). Blocking; safe
-    to call from inside a running event loop (it runs on its own loop in a helper thread).
+    `bootstrap` is `host:port` or a list of them (a `kafka://` prefix is dropped); `security` the
+    client keywords from `streams.security` (None: PLAINTEXT). Blocking; safe to call from inside
+    a running event loop (it runs on its own loop in a helper thread).
     """
     servers = [strip_scheme(s) for s in ([bootstrap] if isinstance(bootstrap, str) else bootstrap)]
-    return _run_on_own_loop(lambda: _real_end_offsets(servers, topic, timeout))
+    return _run_on_own_loop(lambda: _real_end_offsets(servers, topic, timeout, security or {}))
 
 
-async def _real_end_offsets(servers: list[str], topic: str, timeout: float) -> dict[int, int]:
+async def _real_end_offsets(servers: list[str], topic: str, timeout: float,
+                            security: Mapping[str, Any]) -> dict[int, int]:
     consumer = AIOKafkaConsumer(
         bootstrap_servers=servers,
         client_id="shipguard-offsets",
         enable_auto_commit=False,
         request_timeout_ms=int(timeout * 1000),
+        **security,
     )
     await consumer.start()
     try:
@@ -320,9 +325,11 @@ def create_topics_up_front(settings: Settings) -> list[str]:
     brokers; returns the names it created.
     """
     from streams import admin  # here, not at the top: admin imports this module
+    from streams.security import kafka_python_kwargs
     from streams.topics import all_topics
 
-    return admin.ensure_topics(settings.bootstrap_servers, all_topics(settings.app_id), settings.partitions)
+    return admin.ensure_topics(settings.bootstrap_servers, all_topics(settings.app_id), settings.partitions,
+                               security=kafka_python_kwargs(settings))
 
 
 # -- (d) a consumer group's first join waits half the session timeout --------------------------

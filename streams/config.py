@@ -14,6 +14,16 @@
 | SHIPGUARD_APP_ID | shipguard | Faust app id: consumer group and internal topic prefix |
 | SHIPGUARD_MAX_MESSAGE_BYTES | 262144 | a larger input record goes to dead-letters unread |
 | SHIPGUARD_STORE | memory | table store: `memory` (rebuilt from the changelogs at start) or `rocksdb` (on disk under the data dir) |
+| SHIPGUARD_SECURITY_PROTOCOL | PLAINTEXT | how clients reach Kafka: `PLAINTEXT`, `SSL`, `SASL_PLAINTEXT` or `SASL_SSL` |
+| SHIPGUARD_SSL_CAFILE | (system CAs) | PEM file of the CA(s) that signed the broker's certificate (SSL, SASL_SSL) |
+| SHIPGUARD_SSL_CERTFILE | (none) | PEM client certificate, for brokers that ask for one (SSL, SASL_SSL) |
+| SHIPGUARD_SSL_KEYFILE | (none) | PEM private key of the client certificate, if not in the certificate file |
+| SHIPGUARD_SASL_MECHANISM | (none) | `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`; required with SASL_* |
+| SHIPGUARD_SASL_USERNAME | (none) | SASL user; required with SASL_* |
+| SHIPGUARD_SASL_PASSWORD | (none) | SASL password; required with SASL_*; never logged nor shown in Settings' repr |
+
+TLS always verifies the broker's certificate and host name. `streams/security.py` turns these
+into client arguments; `check_security` says what is wrong with a combination, naming the variable.
 """
 
 from __future__ import annotations
@@ -23,11 +33,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Optional
 
+SECURITY_ENV_VARS = (
+    "SHIPGUARD_SECURITY_PROTOCOL", "SHIPGUARD_SSL_CAFILE", "SHIPGUARD_SSL_CERTFILE", "SHIPGUARD_SSL_KEYFILE",
+    "SHIPGUARD_SASL_MECHANISM", "SHIPGUARD_SASL_USERNAME", "SHIPGUARD_SASL_PASSWORD",
+)
 ENV_VARS = (
     "SHIPGUARD_BROKER", "SHIPGUARD_CLOCK", "SHIPGUARD_PARTITIONS", "SHIPGUARD_DATA_DIR",
     "SHIPGUARD_RULES", "SHIPGUARD_WEB_PORT", "SHIPGUARD_BROKER_COMPAT", "SHIPGUARD_PII_SALT",
     "SHIPGUARD_LOG_LEVEL", "SHIPGUARD_APP_ID", "SHIPGUARD_STORE", "SHIPGUARD_MAX_MESSAGE_BYTES",
-)
+) + SECURITY_ENV_VARS
+
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 
 DEV_SALT = "shipguard-dev-salt-change-me"
 
@@ -47,16 +64,33 @@ class Settings:
     rules_path: Optional[Path] = None
     web_port: int = 6066
     broker_compat: str = "auto"
-    pii_salt: str = DEV_SALT
+    pii_salt: str = field(default=DEV_SALT, repr=False)  # secret in production
     log_level: str = "info"
     app_id: str = "shipguard"
     store: str = "memory"
     max_message_bytes: int = 262_144
+    security_protocol: str = "PLAINTEXT"
+    ssl_cafile: Optional[Path] = None
+    ssl_certfile: Optional[Path] = None
+    ssl_keyfile: Optional[Path] = None
+    sasl_mechanism: Optional[str] = None
+    sasl_username: Optional[str] = None
+    sasl_password: Optional[str] = field(default=None, repr=False)  # secret: never in a log line
 
     @property
     def bootstrap_servers(self) -> list[str]:
         """Broker URLs as host:port pairs, for plain Kafka clients."""
         return [strip_scheme(url) for url in self.broker.split(",") if url.strip()]
+
+    @property
+    def uses_tls(self) -> bool:
+        """True when clients reach Kafka over TLS (SSL, SASL_SSL)."""
+        return self.security_protocol in ("SSL", "SASL_SSL")
+
+    @property
+    def uses_sasl(self) -> bool:
+        """True when clients authenticate with SASL (SASL_PLAINTEXT, SASL_SSL)."""
+        return self.security_protocol in ("SASL_PLAINTEXT", "SASL_SSL")
 
 
 def strip_scheme(url: str) -> str:
@@ -78,8 +112,12 @@ def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -
     return value
 
 
-def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
-    value = (env.get(name) or default).strip().lower()
+def _choice(env: Mapping[str, str], name: str, default: Optional[str], choices: tuple[str, ...],
+            upper: bool = False) -> Optional[str]:
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return default
+    value = raw.upper() if upper else raw.lower()
     if value not in choices:
         raise ConfigError(f"{name}={value!r}: expected one of {', '.join(choices)}")
     return value
@@ -104,8 +142,59 @@ def load_settings(env: Optional[Mapping[str, str]] = None, **overrides: object) 
         app_id=env.get("SHIPGUARD_APP_ID") or "shipguard",
         store=_choice(env, "SHIPGUARD_STORE", "memory", ("memory", "rocksdb")),
         max_message_bytes=_int(env, "SHIPGUARD_MAX_MESSAGE_BYTES", 262_144, 1_024, 100_000_000),
+        security_protocol=_choice(env, "SHIPGUARD_SECURITY_PROTOCOL", "PLAINTEXT", SECURITY_PROTOCOLS, upper=True),
+        ssl_cafile=_path(env, "SHIPGUARD_SSL_CAFILE"),
+        ssl_certfile=_path(env, "SHIPGUARD_SSL_CERTFILE"),
+        ssl_keyfile=_path(env, "SHIPGUARD_SSL_KEYFILE"),
+        sasl_mechanism=_choice(env, "SHIPGUARD_SASL_MECHANISM", None, SASL_MECHANISMS, upper=True),
+        sasl_username=env.get("SHIPGUARD_SASL_USERNAME") or None,
+        sasl_password=env.get("SHIPGUARD_SASL_PASSWORD") or None,
     )
     values.update({k: v for k, v in overrides.items() if v is not None})
     if values["clock"] not in ("wall", "event"):
         raise ConfigError(f"--clock {values['clock']!r}: expected wall or event")
-    return Settings(**values)  # type: ignore[arg-type]
+    settings = Settings(**values)  # type: ignore[arg-type]
+    check_security(settings)
+    return settings
+
+
+def _path(env: Mapping[str, str], name: str) -> Optional[Path]:
+    raw = (env.get(name) or "").strip()
+    return Path(raw).expanduser() if raw else None
+
+
+def check_security(settings: Settings) -> None:
+    """Raise ConfigError, naming the variable, when the TLS and SASL settings do not fit together.
+
+    A setting that the chosen protocol would ignore is an error, not a silent no-op: a CA file
+    with PLAINTEXT, say, means the protocol was forgotten, and the client would talk in the clear.
+    """
+    protocol = settings.security_protocol
+    if protocol not in SECURITY_PROTOCOLS:
+        raise ConfigError(f"SHIPGUARD_SECURITY_PROTOCOL={protocol!r}: expected one of {', '.join(SECURITY_PROTOCOLS)}")
+    tls, sasl = settings.uses_tls, settings.uses_sasl
+    files = {"SHIPGUARD_SSL_CAFILE": settings.ssl_cafile, "SHIPGUARD_SSL_CERTFILE": settings.ssl_certfile,
+             "SHIPGUARD_SSL_KEYFILE": settings.ssl_keyfile}
+    for name, path in files.items():
+        if path is None:
+            continue
+        if not tls:
+            raise ConfigError(f"{name} is set but SHIPGUARD_SECURITY_PROTOCOL={protocol} does not use TLS: "
+                              "set SHIPGUARD_SECURITY_PROTOCOL=SSL (or SASL_SSL), or unset it")
+        if not Path(path).is_file():
+            raise ConfigError(f"{name}={str(path)!r}: no such file")
+    if settings.ssl_keyfile is not None and settings.ssl_certfile is None:
+        raise ConfigError("SHIPGUARD_SSL_KEYFILE is set without SHIPGUARD_SSL_CERTFILE: a client key needs its certificate")
+    sasl_values = {"SHIPGUARD_SASL_MECHANISM": settings.sasl_mechanism,
+                   "SHIPGUARD_SASL_USERNAME": settings.sasl_username,
+                   "SHIPGUARD_SASL_PASSWORD": settings.sasl_password}
+    for name, value in sasl_values.items():
+        if sasl and not value:
+            hint = f": one of {', '.join(SASL_MECHANISMS)}" if name == "SHIPGUARD_SASL_MECHANISM" else ""
+            raise ConfigError(f"{name} is required with SHIPGUARD_SECURITY_PROTOCOL={protocol}{hint}")
+        if not sasl and value:
+            raise ConfigError(f"{name} is set but SHIPGUARD_SECURITY_PROTOCOL={protocol} does not use SASL: "
+                              "set SHIPGUARD_SECURITY_PROTOCOL=SASL_SSL (or SASL_PLAINTEXT), or unset it")
+    if settings.sasl_mechanism is not None and settings.sasl_mechanism not in SASL_MECHANISMS:
+        raise ConfigError(f"SHIPGUARD_SASL_MECHANISM={settings.sasl_mechanism!r}: "
+                          f"expected one of {', '.join(SASL_MECHANISMS)}")

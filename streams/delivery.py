@@ -14,6 +14,7 @@ harmless (a state written twice; receivers of the feeds ignore what they have se
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any, Callable, Optional
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -72,10 +73,12 @@ class OutputClient:
             self.producer = producer
         return await self.producer.send(topic, value, key=key, partition=partition)
 
-    async def read_back(self, topic: str, partition: int, start: int, end: int) -> list[bytes]:
-        """The values of `topic`/`partition` from offset `start` up to `end` (exclusive)."""
-        if start >= end:
-            return []
+    async def read_back(self, topic: str, partition: int, start: int, timeout: float = 30.0) -> tuple[list[bytes], int]:
+        """The values of `topic`/`partition` from offset `start` to its end, and that end.
+
+        The end is the high-water mark of the Fetch answers themselves (the embedded broker's
+        ListOffsets can be too low, and a read that stopped early would send a landed record again).
+        """
         if self.consumer is None:
             consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap_servers, enable_auto_commit=False,
                                         client_id=f"{self.client_id}-read-back", **self.client_kwargs())
@@ -85,16 +88,18 @@ class OutputClient:
         self.consumer.assign([tp])
         self.consumer.seek(tp, start)
         values: list[bytes] = []
-        position = start
-        while position < end:
-            batch = await self.consumer.getmany(tp, timeout_ms=1000, max_records=10_000)
-            for record in batch.get(tp, []):
-                if record.offset >= end:
-                    break
-                values.append(record.value)
-            position = await self.consumer.position(tp)
-        self.consumer.assign([])
-        return values
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                batch = await self.consumer.getmany(tp, timeout_ms=500, max_records=10_000)
+                values.extend(record.value for record in batch.get(tp, []))
+                position, highwater = await self.consumer.position(tp), self.consumer.highwater(tp)
+                if highwater is not None and position >= highwater:
+                    return values, position
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"reading {topic}/{partition} back from {start}: no end after {timeout:.0f}s")
+        finally:
+            self.consumer.assign([])
 
     async def stop(self) -> None:
         """Close both clients (at worker shutdown)."""

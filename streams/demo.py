@@ -3,13 +3,15 @@
 Starts the embedded broker on a free loopback port and one worker in event-clock mode,
 simulates a week of orders with injected faults, replays it, prints every warning as it
 arrives on `violation-warnings`, then a summary by rule and stage next to what the simulator
-expected, and stops everything it started (also on Ctrl-C).
+expected, and stops everything it started (also on Ctrl-C). Its broker is plaintext, so its
+clients and its worker talk PLAINTEXT whatever SHIPGUARD_SECURITY_PROTOCOL the shell has.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import threading
@@ -97,6 +99,7 @@ def run_demo(orders: int = 300, days: int = 7, seed: int = 7, follow: bool = Fal
     from streams.compat import create_topics_up_front
     from streams.config import load_settings
     from streams.replay import replay
+    from streams.security import PLAINTEXT_ENV
     from streams.supervise import WorkerFailed, WorkerProcess, wait_idle
 
     work = Path(tempfile.mkdtemp(prefix="shipguard-demo-"))
@@ -112,9 +115,10 @@ def run_demo(orders: int = 300, days: int = 7, seed: int = 7, follow: bool = Fal
     watcher = None
     try:
         print(f"[2/5] embedded broker on {broker.url}")
-        settings = load_settings(broker=broker.url, app_id=APP_ID)
+        settings = load_settings({**os.environ, **PLAINTEXT_ENV}, broker=broker.url, app_id=APP_ID)
         create_topics_up_front(settings)
-        worker = WorkerProcess(broker.url, work / "worker.log", app_id=APP_ID, web_port=free_port())
+        worker = WorkerProcess(broker.url, work / "worker.log", app_id=APP_ID, web_port=free_port(),
+                               extra_env=PLAINTEXT_ENV)
         print("[3/5] starting a worker (event clock) ...", flush=True)
         worker.start(timeout=90)
         print(f"      worker ready in {worker.ready_after:.1f}s (log: {worker.log_path})")

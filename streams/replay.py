@@ -15,7 +15,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator, Mapping, Optional
 
 from schemas import codec
 from schemas.types import format_time
@@ -92,23 +92,27 @@ def read_messages(path: Path, partitions: int) -> Iterator[tuple[int, list[Messa
                 yield done, parse_line(number, line, partitions)
 
 
-def make_producer(bootstrap: list[str]) -> Any:
-    """A plain kafka-python producer that keeps publish order (one request in flight)."""
+def make_producer(bootstrap: list[str], security: Optional[Mapping[str, Any]] = None) -> Any:
+    """A plain kafka-python producer that keeps publish order (one request in flight).
+
+    `security`: the client keywords from `streams.security.kafka_python_kwargs` (None: PLAINTEXT).
+    """
     from kafka import KafkaProducer
 
     return KafkaProducer(bootstrap_servers=bootstrap, acks=1, linger_ms=5, batch_size=262144,
                          max_in_flight_requests_per_connection=1, enable_idempotence=False,
-                         client_id="shipguard-replay")
+                         client_id="shipguard-replay", **(security or {}))
 
 
 def replay(path: Path, bootstrap: list[str], partitions: int, until: Optional[datetime] = None,
-           progress: bool = True, producer: Any = None) -> ReplayReport:
+           progress: bool = True, producer: Any = None,
+           security: Optional[Mapping[str, Any]] = None) -> ReplayReport:
     """Publish every line of `path` in order, then ticks to `until`; returns what was sent."""
     from tqdm import tqdm
 
     report = ReplayReport()
     own = producer is None
-    producer = producer or make_producer(bootstrap)
+    producer = producer or make_producer(bootstrap, security)
     started = time.monotonic()
     size = path.stat().st_size
     bar = tqdm(total=size, unit="B", unit_scale=True, desc=f"replay {path.name}",

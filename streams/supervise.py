@@ -3,7 +3,8 @@
 `WorkerProcess` starts `shipguard worker` with its own environment and log file, waits until it
 logs that it is ready (table recovery done, partitions assigned), and stops it without leaving
 a process behind. `wait_idle` waits until the worker's consumer group has committed every input
-and internal record; `read_topic` reads a topic from the beginning.
+and internal record; `read_topic` reads a topic from the beginning. Their `security` is the
+client keywords from `streams.security` (None: PLAINTEXT).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Iterable, Optional, Sequence
+from typing import Any, Iterable, Mapping, Optional, Sequence
 
 from schemas import codec
 from streams import topics as T
@@ -109,13 +110,14 @@ def consumed_topics(app_id: str) -> tuple[str, ...]:
     return T.INPUT_TOPICS + T.internal_topics(app_id)
 
 
-def group_lag(bootstrap: Sequence[str], group: str, topics: Iterable[str]) -> int:
+def group_lag(bootstrap: Sequence[str], group: str, topics: Iterable[str],
+              security: Optional[Mapping[str, Any]] = None) -> int:
     """Records not yet committed by `group` over `topics` (real end offsets, not ListOffsets)."""
     from kafka import KafkaAdminClient
 
     from streams.admin import end_offsets
 
-    admin = KafkaAdminClient(bootstrap_servers=list(bootstrap), client_id="shipguard-lag")
+    admin = KafkaAdminClient(bootstrap_servers=list(bootstrap), client_id="shipguard-lag", **(security or {}))
     try:
         offsets = admin.list_group_offsets(group).get(group, {})
         committed = {(tp.topic, tp.partition): meta.offset for tp, meta in offsets.items()}
@@ -123,33 +125,36 @@ def group_lag(bootstrap: Sequence[str], group: str, topics: Iterable[str]) -> in
         admin.close()
     lag = 0
     for topic in topics:
-        for partition, end in end_offsets(bootstrap, topic).items():
+        for partition, end in end_offsets(bootstrap, topic, security).items():
             lag += max(0, end - max(0, committed.get((topic, partition), 0)))
     return lag
 
 
-def wait_idle(bootstrap: Sequence[str], app_id: str, timeout: float = 60.0, settle: float = 1.0) -> float:
+def wait_idle(bootstrap: Sequence[str], app_id: str, timeout: float = 60.0, settle: float = 1.0,
+              security: Optional[Mapping[str, Any]] = None) -> float:
     """Wait until the worker has committed every record it consumes, twice `settle` apart."""
     started = time.monotonic()
     topics = consumed_topics(app_id)
     while time.monotonic() - started < timeout:
-        if group_lag(bootstrap, app_id, topics) == 0:
+        if group_lag(bootstrap, app_id, topics, security) == 0:
             time.sleep(settle)
-            if group_lag(bootstrap, app_id, topics) == 0:
+            if group_lag(bootstrap, app_id, topics, security) == 0:
                 return time.monotonic() - started
         time.sleep(0.2)
     raise TimeoutError(f"worker still has unprocessed records after {timeout:.0f}s")
 
 
-def read_topic(bootstrap: Sequence[str], topic: str, timeout: float = 2.0) -> list[dict]:
+def read_topic(bootstrap: Sequence[str], topic: str, timeout: float = 2.0,
+               security: Optional[Mapping[str, Any]] = None) -> list[dict]:
     """Every value on `topic` from the beginning, decoded (waits `timeout` for stragglers)."""
     from kafka import KafkaConsumer, TopicPartition
 
     from streams.admin import end_offsets
 
-    ends = end_offsets(bootstrap, topic)
+    ends = end_offsets(bootstrap, topic, security)
     consumer = KafkaConsumer(bootstrap_servers=list(bootstrap), enable_auto_commit=False,
-                             client_id="shipguard-reader", consumer_timeout_ms=int(timeout * 1000))
+                             client_id="shipguard-reader", consumer_timeout_ms=int(timeout * 1000),
+                             **(security or {}))
     try:
         partitions = [TopicPartition(topic, p) for p in ends]
         consumer.assign(partitions)

@@ -34,6 +34,7 @@ from schemas.shop import ShopFact
 from schemas.state import Outbox, OutboxItem
 from schemas.types import format_time
 from streams import topics as T
+from streams.metrics import Histogram
 
 log = logging.getLogger("shipguard")
 UTC = timezone.utc
@@ -239,6 +240,9 @@ class Metrics:
     dead_letters: int = 0
     late_events: int = 0
     duplicates: int = 0
+    latency: Histogram = field(default_factory=Histogram)  # seconds per batch, from read to delivered
+    offset_gaps: int = 0  # a record further on than the next one of its partition (skipped records)
+    replayed: int = 0     # a record behind the next one of its partition (read again)
 
 
 class Shell:
@@ -253,7 +257,8 @@ class Shell:
                  wall_now: Callable[[], datetime] = lambda: datetime.now(UTC),
                  in_band_marks: bool = True, max_message_bytes: int = MAX_MESSAGE_BYTES,
                  outbox: Optional[StateStore] = None,
-                 read_back: Optional[Callable[[str, int, int, int], Awaitable[list[bytes]]]] = None) -> None:
+                 read_back: Optional[Callable[[str, int, int], Awaitable[tuple[list[bytes], int]]]] = None,
+) -> None:
         if clock_mode == "wall" and not ctx.rules.decide_on_read:
             ctx = replace(ctx, rules=ctx.rules.model_copy(update={"decide_on_read": True}))
         self.ctx = ctx
@@ -283,6 +288,7 @@ class Shell:
         self.order_deadlines = Deadlines()
         self.waybill_deadlines = Deadlines()
         self.processed: dict[tuple[str, int], int] = {}
+        self.next_offsets: dict[tuple[str, int], int] = {}  # per partition read: the offset expected next
         self.metrics = Metrics()
         self.last_marks: dict[str, datetime] = {}  # feed side -> the last watermark sent to it
         # False only where forwards are delivered synchronously (streams.inprocess): then the
@@ -380,11 +386,34 @@ class Shell:
     def _internal(self, record: Record, kinds: dict[str, type]) -> Any:
         data = codec.loads(record.value or b"null")
         if not isinstance(data, dict) or data.get("kind") not in kinds:
-            raise BadInput(f"kind: unknown internal message {str(data)[:80]!r}")
+            kind = data.get("kind") if isinstance(data, dict) else type(data).__name__
+            raise BadInput(f"kind: unknown internal message kind {str(kind)[:40]!r}")  # not the content: PII
         try:
             return kinds[data["kind"]].model_validate(data)
         except ValidationError as exc:
             raise BadInput(codec.describe(exc)) from None
+
+    def _follow(self, records: list[Record]) -> None:
+        """Count records that skip ahead of, or fall behind, the previous one of their partition.
+
+        Faust can hand over a partition's records with a hole after a rebalance (BROKER.md; seen
+        in `tests/integration/test_failover.py`): the `offset gap` warning and the
+        `shipguard_offset_gaps_total` metric make it visible. Replays are harmless (every input
+        has an event_id); a hole is an input never read.
+        """
+        for record in records:
+            tp = (record.topic, record.partition)
+            expected = self.next_offsets.get(tp)
+            if expected is None:
+                start = self.start_offset(tp)
+                expected = start if start else record.offset  # committed offset unknown: trust the first
+            if record.offset > expected:
+                self.metrics.offset_gaps += 1
+                log.warning("offset gap topic=%s partition=%d expected=%d got=%d", record.topic, record.partition,
+                            expected, record.offset)
+            elif record.offset < expected:
+                self.metrics.replayed += 1
+            self.next_offsets[tp] = max(expected, record.offset + 1)
 
     def _decode(self, record: Record, feed: str, kinds: dict[str, type], out: list[Outgoing]) -> Any:
         """An input model or internal message; None for a watermark (recorded) or bad input
@@ -411,9 +440,12 @@ class Shell:
     # ---- order side -----------------------------------------------------------------------
     async def order_batch(self, records: list[Record]) -> None:
         """Apply a batch of order-side records, persist dirty orders, emit, then fire timers."""
+        started = time.monotonic()
         async with self.lock:
             await self._recover_if_needed()
+            self._follow(records)
             await self._order_batch(records)
+        self.metrics.latency.observe(time.monotonic() - started)
 
     async def _order_batch(self, records: list[Record]) -> None:
         out: list[Outgoing] = []
@@ -503,9 +535,12 @@ class Shell:
     # ---- waybill side ---------------------------------------------------------------------
     async def waybill_batch(self, records: list[Record]) -> None:
         """Apply a batch of scans and registrations, persist dirty numbers, forward to orders."""
+        started = time.monotonic()
         async with self.lock:
             await self._recover_if_needed()
+            self._follow(records)
             await self._waybill_batch(records)
+        self.metrics.latency.observe(time.monotonic() - started)
 
     async def _waybill_batch(self, records: list[Record]) -> None:
         out: list[Outgoing] = []
@@ -634,6 +669,7 @@ class Shell:
         """Apply a batch of shop facts: rates per shop, alerts to shop-alerts."""
         async with self.lock:
             await self._recover_if_needed()
+            self._follow(records)
             out: list[Outgoing] = []
             dirty: dict[str, Any] = {}
             dirty_partition: dict[str, int] = {}
@@ -747,9 +783,10 @@ class Shell:
         landed: dict[tuple[str, int], set[str]] = {}
         for topic, partition in {(o.topic, o.partition) for o in items if o.identity is not None}:
             assert partition is not None and self.read_back is not None
-            end = (await self.end_offsets([(topic, partition)]))[(topic, partition)]
             start = bases.get((topic, partition))
-            values = await self.read_back(topic, partition, end if start is None else start, end)
+            if start is None:  # no base known (not expected): what is there now is not ours
+                start = (await self.end_offsets([(topic, partition)]))[(topic, partition)]
+            values, end = await self.read_back(topic, partition, start)
             landed[(topic, partition)] = {identity(topic, codec.loads(v)) for v in values}  # type: ignore[misc]
             self.output_next[(topic, partition)] = end
         return [o for o in items if o.identity is None or o.identity not in landed[(o.topic, o.partition)]]  # type: ignore[index]
@@ -757,6 +794,10 @@ class Shell:
     def on_assigned(self) -> None:
         """Partitions were (re)assigned: check their outboxes before the next batch or tick."""
         self.needs_recovery = self.outbox is not None
+        # a partition kept through the rebalance continues where we were (Faust may deliver it
+        # again from its last commit: replays); one new to us starts at its committed offset
+        owned = set(self.assigned())
+        self.next_offsets = {tp: n for tp, n in self.next_offsets.items() if tp in owned}
 
     async def _recover_if_needed(self) -> None:
         if self.needs_recovery:

@@ -106,8 +106,9 @@ def engine_with_outbox(flaky=None):
             results.append(None if fate is None else KafkaConnectionError(fate))
         return results
 
-    async def read_back(topic, partition, start, end):
-        return [r.value for r in engine.log[topic][partition][start:end]]
+    async def read_back(topic, partition, start):
+        log = engine.log[topic][partition]
+        return [r.value for r in log[start:]], len(log)
 
     async def end_offsets(tps):
         return {(t, p): len(engine.log[t][p]) for t, p in tps}
