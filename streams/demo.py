@@ -93,6 +93,29 @@ def summary(seen: list[dict], labels: dict) -> str:
     return "\n".join(rows)
 
 
+def start_dashboard(broker_url: str, port: int, log_path: Path, env: dict[str, str]) -> Any:
+    """`shipguard dashboard` on 127.0.0.1:`port` (event clock), once it answers; None if it does not."""
+    import subprocess
+    import urllib.request
+
+    log = open(log_path, "ab")
+    process = subprocess.Popen([sys.executable, "-m", "streams.cli", "dashboard", "--port", str(port),
+                                "--broker", broker_url, "--clock", "event"],
+                               env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
+                               stdin=subprocess.DEVNULL, start_new_session=True)
+    log.close()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
+                return process
+        except OSError:
+            time.sleep(0.2)
+    print(f"      the dashboard did not start (log: {log_path}); going on without it", file=sys.stderr)
+    process.kill()
+    return None
+
+
 def run_demo(orders: int = 300, days: int = 7, seed: int = 7, follow: bool = False) -> int:
     """Run the whole demo; returns an exit code."""
     from streams.broker import BrokerError, EmbeddedBroker, free_port
@@ -113,6 +136,7 @@ def run_demo(orders: int = 300, days: int = 7, seed: int = 7, follow: bool = Fal
         return 2
     worker = None
     watcher = None
+    dashboard = None
     try:
         print(f"[2/5] embedded broker on {broker.url}")
         settings = load_settings({**os.environ, **PLAINTEXT_ENV}, broker=broker.url, app_id=APP_ID)
@@ -122,6 +146,11 @@ def run_demo(orders: int = 300, days: int = 7, seed: int = 7, follow: bool = Fal
         print("[3/5] starting a worker (event clock) ...", flush=True)
         worker.start(timeout=90)
         print(f"      worker ready in {worker.ready_after:.1f}s (log: {worker.log_path})")
+        port = free_port()
+        dashboard = start_dashboard(broker.url, port, work / "dashboard.log", PLAINTEXT_ENV)
+        url = f"http://127.0.0.1:{port}/"
+        if dashboard is not None:
+            print(f"      dashboard: {url} (live while the replay runs)")
         watcher = Watcher([broker.bootstrap])
         watcher.start()
         print(f"[4/5] replaying {events.name}")
@@ -136,8 +165,10 @@ def run_demo(orders: int = 300, days: int = 7, seed: int = 7, follow: bool = Fal
         watcher.join(timeout=5)
         print("\n[5/5] summary by rule and stage")
         print(summary(watcher.seen, labels))
+        if dashboard is not None:
+            print(f"\ndashboard: {url}")
         if follow:
-            print(f"\nbroker {broker.url} and the worker keep running; Ctrl-C to stop")
+            print(f"broker {broker.url}, the worker and the dashboard keep running; Ctrl-C to stop")
             while True:
                 time.sleep(3600)
         return 0
@@ -149,7 +180,13 @@ def run_demo(orders: int = 300, days: int = 7, seed: int = 7, follow: bool = Fal
     finally:
         if watcher is not None:
             watcher.stopping.set()
+        if dashboard is not None:
+            dashboard.terminate()
+            try:
+                dashboard.wait(timeout=5)
+            except Exception:
+                dashboard.kill()
         if worker is not None:
             worker.stop()
         broker.stop()
-        print("stopped the worker and the broker")
+        print("stopped the dashboard, the worker and the broker")

@@ -23,6 +23,23 @@ from streams import topics as T
 READY_MARK = "shipguard worker ready"
 
 
+def stop_group(process: Optional[subprocess.Popen], grace: float) -> Optional[int]:
+    """SIGTERM a process started with its own session, SIGKILL its group after `grace` seconds;
+    returns its exit code (None if it never started)."""
+    if process is None:
+        return None
+    if process.poll() is None:
+        try:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=5)
+        except ProcessLookupError:
+            pass
+    return process.returncode
+
+
 class WorkerFailed(RuntimeError):
     """The worker exited or did not become ready; the message carries its log tail."""
 
@@ -81,16 +98,7 @@ class WorkerProcess:
 
     def stop(self, grace: float = 15.0) -> None:
         """SIGTERM, then SIGKILL after `grace` seconds; the whole process group goes."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        try:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            self.process.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=5)
-        except ProcessLookupError:
-            pass
+        stop_group(self.process, grace)
 
     def kill(self) -> None:
         """SIGKILL at once (crash tests)."""
@@ -142,6 +150,25 @@ def wait_idle(bootstrap: Sequence[str], app_id: str, timeout: float = 60.0, sett
                 return time.monotonic() - started
         time.sleep(0.2)
     raise TimeoutError(f"worker still has unprocessed records after {timeout:.0f}s")
+
+
+def wait_idle_or_stalled(bootstrap: Sequence[str], app_id: str, timeout: float = 120.0, stall: float = 15.0,
+                         security: Optional[Mapping[str, Any]] = None) -> bool:
+    """True once the group has committed everything; False when its lag has not moved for
+    `stall` seconds (a worker stuck behind a hole) or `timeout` has passed."""
+    started = time.monotonic()
+    topics = consumed_topics(app_id)
+    last, since = None, time.monotonic()
+    while time.monotonic() - started < timeout:
+        lag = group_lag(bootstrap, app_id, topics, security)
+        if lag == 0:
+            return True
+        if lag != last:
+            last, since = lag, time.monotonic()
+        elif time.monotonic() - since > stall:
+            return False
+        time.sleep(0.5)
+    return False
 
 
 def read_topic(bootstrap: Sequence[str], topic: str, timeout: float = 2.0,

@@ -23,6 +23,7 @@ from collections import Counter
 import pytest
 
 from processors.config import load_rules
+from schemas.outputs import identity
 from simulator.cli import add_arguments, run as simulate
 from streams.admin import end_offsets
 from streams.broker import EmbeddedBroker, free_port
@@ -39,11 +40,8 @@ PUBLISHER = "shipguard-replay"  # the client id of streams.replay's producer: th
 # shipguard's line per output, and outputs of records published during the outage come after it.
 LOST = re.compile(r"Unable connect to node|Marking the coordinator dead|Failed fetch messages")
 OUTPUT_LOGGED = re.compile(r"\b(warning order=|cancellation order=|shop alert shop=)")
-IDENTITY = {
-    "violation-warnings": lambda r: (r["warning_id"], r["stage"]),
-    "cancellation-outcomes": lambda r: r["request_event_id"],
-    "shop-alerts": lambda r: (r["alert_id"], r["stage"]),
-}
+IDENTITY = {topic: (lambda r, topic=topic: identity(topic, r))
+            for topic in ("violation-warnings", "cancellation-outcomes", "shop-alerts")}
 
 
 def simulated_stream(tmp_path):

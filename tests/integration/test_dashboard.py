@@ -24,6 +24,7 @@ import pytest
 
 from streams import admin
 from streams.broker import EmbeddedBroker, free_port
+from streams.supervise import stop_group
 
 pytestmark = pytest.mark.integration
 
@@ -93,18 +94,7 @@ class DashboardProcess:
 
     def stop(self, grace: float = 10.0) -> Optional[int]:
         """SIGTERM the process group, SIGKILL after `grace`; returns the exit code."""
-        if self.process is None:
-            return None
-        if self.process.poll() is None:
-            try:
-                os.killpg(self.process.pid, signal.SIGTERM)
-                self.process.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=5)
-            except ProcessLookupError:
-                pass
-        return self.process.returncode
+        return stop_group(self.process, grace)
 
     def __enter__(self) -> "DashboardProcess":
         return self.start()
