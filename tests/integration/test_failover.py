@@ -40,7 +40,7 @@ def test_the_surviving_worker_takes_over_a_killed_workers_partitions_and_the_out
     events, labels = tmp_path / "events.jsonl", tmp_path / "labels.json"
     parser = argparse.ArgumentParser()
     add_arguments(parser)
-    assert simulate(parser.parse_args(["--orders", "1500", "--days", "5", "--seed", "11", "--duplicate-share",
+    assert simulate(parser.parse_args(["--orders", "800", "--days", "5", "--seed", "11", "--duplicate-share",
                                        "0.01", "--out", str(events), "--labels", str(labels)])) == 0
     reference = InProcessEngine(load_rules())
     asyncio.run(reference.run_file(events))
@@ -65,7 +65,7 @@ def test_the_surviving_worker_takes_over_a_killed_workers_partitions_and_the_out
             lag = group_lag(bootstrap, APP_ID, consumed_topics(APP_ID))
             a.kill()
             assert 0 < lag < total + 10_000, f"killed at lag {lag}: not mid-stream"
-            idle = wait_idle_or_stalled(bootstrap, APP_ID, timeout=90)
+            idle = wait_idle_or_stalled(bootstrap, APP_ID, timeout=90, stall=10)
             took_over = re.findall(r"outboxes checked partitions=(\d+)", b.log_text())
             assert took_over and int(took_over[-1]) == 8, f"the survivor did not take all 8 partitions: {took_over}"
             got = {topic: read_topic(bootstrap, topic) for topic in OUTPUT_TOPICS}
@@ -81,7 +81,7 @@ def test_the_surviving_worker_takes_over_a_killed_workers_partitions_and_the_out
         want = reference.output(topic)
         assert canonical(got[topic]) == canonical(want), (
             f"{topic}: {len(got[topic])} records, the uninterrupted run {len(want)}")
-    assert len(reference.output(T.VIOLATION_WARNINGS)) > 200
+    assert len(reference.output(T.VIOLATION_WARNINGS)) > 100
 
 
 def _assigned(worker: WorkerProcess) -> bool:
