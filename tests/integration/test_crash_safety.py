@@ -1,7 +1,7 @@
 """A worker SIGKILLed again and again mid-stream still emits every output exactly once.
 
 The stream is simulated (every rule, cancellations, shop alerts, 1% duplicates) and published
-up front: 3,000 orders (about 30,000 records) in `make test`, the issue's 100,000 records with
+up front: 2,000 orders (about 20,000 records) in `make test`, the issue's 100,000 records with
 SHIPGUARD_CRASH_ORDERS=11000 (the bench's stream). A worker is started and killed at random moments
 (seeded, printed), two while it starts or recovers, three while it processes, each restarted at
 once (sharing the group with the dead member until its session expires), then a last worker
@@ -69,7 +69,7 @@ def assert_exactly_the_labels(outputs: dict[str, list[dict]], labels: dict, idle
     assert report.perfect, (f"missing {report.missing[:5]} extra {report.extra[:5]} outcomes missing "
                             f"{report.outcomes_missing[:5]} extra {report.outcomes_extra[:5]} alerts missing "
                             f"{report.alerts_missing[:5]} extra {report.alerts_extra[:5]}")
-    assert sum(report.expected.values()) > 400 and report.outcomes_expected > 20
+    assert sum(report.expected.values()) > 300 and report.outcomes_expected > 15
 
 
 KNOWN_LOSS = ("Faust can skip input records when a worker starts on a partition mid-stream (offset gap "
@@ -77,7 +77,7 @@ KNOWN_LOSS = ("Faust can skip input records when a worker starts on a partition 
 
 
 def test_a_worker_killed_five_times_mid_stream_emits_every_output_exactly_once(tmp_path):
-    orders = int(os.environ.get("SHIPGUARD_CRASH_ORDERS", "3000"))
+    orders = int(os.environ.get("SHIPGUARD_CRASH_ORDERS", "2000"))
     events, labels = simulated_stream(tmp_path, orders=orders)
     seed = int(os.environ.get("SHIPGUARD_CRASH_SEED", random.randrange(1 << 30)))
     rng = random.Random(seed)
@@ -91,7 +91,7 @@ def test_a_worker_killed_five_times_mid_stream_emits_every_output_exactly_once(t
         topics = consumed_topics(APP_ID)
         # two kills while the worker starts or recovers, three while it processes
         kills = [("starting", rng.uniform(1.0, 6.0)) for _ in range(2)] + \
-                [("processing", rng.uniform(0.5, 6.0)) for _ in range(3)]
+                [("processing", rng.uniform(0.5, 4.0)) for _ in range(3)]
         rng.shuffle(kills)
         lags = []
         for n, (when, delay) in enumerate(kills):
