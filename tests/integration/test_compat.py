@@ -149,14 +149,14 @@ def test_a_faust_table_recovers_every_value_with_the_fix_and_misses_the_last_bat
         writer = worker("writer", "write", fix=True)
         workers.append(writer)
         _produce(broker, "probe-commands", [{"op": "set", "key": f"k{i}", "value": i} for i in range(keys)])
-        _wait_for(lambda: admin.end_offsets(broker.url, "probe-values-changelog")[0] >= keys, 25,
+        _wait_for(lambda: admin.end_offsets(broker.url, "probe-values-changelog")[0] >= keys, 60,
                   "the writer to fill the changelog", tmp_path / "writer.log")
         _stop(writer)
 
         workers += [worker("fixed", "read", fix=True), worker("stock", "read", fix=False)]
         _produce(broker, "probe-commands", [{"op": "dump"}])
         for name in ("fixed", "stock"):
-            _wait_for((tmp_path / f"{name}.json").exists, 25, f"the {name} worker's dump", tmp_path / f"{name}.log")
+            _wait_for((tmp_path / f"{name}.json").exists, 60, f"the {name} worker's dump", tmp_path / f"{name}.log")
     finally:
         for proc in workers:
             _stop(proc)
