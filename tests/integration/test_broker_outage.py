@@ -130,7 +130,7 @@ def test_a_worker_cut_off_from_the_broker_for_30_s_recovers_by_itself_and_loses_
             log_at_up = len(worker.log_text())
             summary = f"{emitted} outputs out at the cut, {proxy!r}"
             try:
-                idle_after = wait_idle(bootstrap, APP_ID, timeout=45)
+                idle_after = wait_idle(bootstrap, APP_ID, timeout=90)
             except TimeoutError as exc:
                 pytest.fail(f"the worker did not catch up after the outage ({exc}); {summary}; "
                             f"alive={worker.process.poll() is None}; its log ends with:\n{worker.log_tail(60)}")

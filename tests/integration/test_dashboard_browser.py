@@ -102,7 +102,7 @@ def test_the_page_shows_the_feed_and_counts_updating_while_a_replay_runs(tmp_pat
                 finally:
                     if replay.poll() is None:
                         replay.kill()
-                wait_idle([broker.bootstrap], APP_ID, timeout=40, settle=0.5)
+                wait_idle([broker.bootstrap], APP_ID, timeout=90, settle=0.5)
                 final = dashboard.wait_state(lambda s: s["status"] == "live" and s["records"] > 0)
                 # The page catches up with everything the worker wrote.
                 records = dashboard.wait_state(lambda s: s["records"] >= final["records"])["records"]

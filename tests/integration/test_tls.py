@@ -148,7 +148,7 @@ def test_a_worker_configured_only_through_the_environment_works_over_tls(tls_bro
     with worker:
         assert re.search(r'security="?SSL, CA ', worker.log_text())
         replay(EXAMPLE.with_suffix(".jsonl"), [tls_broker.bootstrap], PARTITIONS, progress=False, security=kwargs)
-        wait_idle([tls_broker.bootstrap], APP_ID, timeout=30, security=kwargs)
+        wait_idle([tls_broker.bootstrap], APP_ID, timeout=90, security=kwargs)
         warnings = read_topic([tls_broker.bootstrap], "violation-warnings", security=kwargs)
     want = json.loads(EXAMPLE.with_suffix(".expected.json").read_text(encoding="utf-8"))["violation-warnings"]
     assert sorted((w["order_id"], w["rule"], w["stage"], w["occurred_at"]) for w in warnings) == \
