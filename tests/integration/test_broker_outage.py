@@ -14,7 +14,6 @@ does not evict a member whose heartbeats stop: measured with 30 s and 120 s outa
 retries and the output path, not a rebalance.
 """
 
-import argparse
 import asyncio
 import re
 import time
@@ -24,13 +23,13 @@ import pytest
 
 from processors.config import load_rules
 from schemas.outputs import identity
-from simulator.cli import add_arguments, run as simulate
 from streams.admin import end_offsets
 from streams.broker import EmbeddedBroker, free_port
 from streams.inprocess import InProcessEngine
 from streams.replay import replay
 from streams.supervise import WorkerProcess, read_topic, wait_idle
 from tests.integration.proxy import TcpProxy
+from tests.integration.simulated import simulated_stream as simulated_stream_files
 
 pytestmark = pytest.mark.integration
 APP_ID = "shipguard-outage"
@@ -46,11 +45,7 @@ IDENTITY = {topic: (lambda r, topic=topic: identity(topic, r))
 
 def simulated_stream(tmp_path):
     """A shop stream and its two halves (the second ends with the closing tick)."""
-    events, labels = tmp_path / "events.jsonl", tmp_path / "labels.json"
-    parser = argparse.ArgumentParser()
-    add_arguments(parser)
-    assert simulate(parser.parse_args(["--orders", "400", "--days", "5", "--seed", "11", "--cancel-share", "0.1",
-                                       "--out", str(events), "--labels", str(labels)])) == 0
+    events, _ = simulated_stream_files(tmp_path, "--orders", "400", "--days", "5", "--seed", "11", "--cancel-share", "0.1")
     lines = events.read_text(encoding="utf-8").splitlines(keepends=True)
     first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
     first.write_text("".join(lines[: len(lines) // 2]), encoding="utf-8")

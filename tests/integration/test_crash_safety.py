@@ -12,7 +12,6 @@ outputs are compared with the simulator's labels, which an uninterrupted run mat
 
 from __future__ import annotations
 
-import argparse
 import os
 import random
 import threading
@@ -23,28 +22,25 @@ import pytest
 
 from schemas.outputs import identity
 from simulator.check import compare
-from simulator.cli import add_arguments, run as simulate
 from streams import admin
 from streams import topics as T
 from streams.broker import EmbeddedBroker, free_port
 from streams.replay import replay
 from streams.supervise import (WorkerFailed, WorkerProcess, consumed_topics, group_lag, read_topic,
                                wait_idle_or_stalled)
+from tests.integration.simulated import simulated_stream
 
 pytestmark = pytest.mark.integration
 APP_ID = "shipguard-crash"
 OUTPUT_TOPICS = (T.VIOLATION_WARNINGS, T.CANCELLATION_OUTCOMES, T.SHOP_ALERTS)
 
 
-def simulated_stream(tmp_path, orders: int):
+def bench_stream(tmp_path, orders: int):
+    """The bench's stream (seed 1, 7 days, 1% duplicates) of `orders` orders, and its labels."""
     import json
 
-    events, labels = tmp_path / "events.jsonl", tmp_path / "labels.json"
-    parser = argparse.ArgumentParser()
-    add_arguments(parser)
-    assert simulate(parser.parse_args(["--orders", str(orders), "--days", "7", "--seed", "1",
-                                       "--duplicate-share", "0.01", "--out", str(events),
-                                       "--labels", str(labels)])) == 0
+    events, labels = simulated_stream(tmp_path, "--orders", str(orders), "--days", "7", "--seed", "1",
+                                      "--duplicate-share", "0.01")
     return events, json.loads(labels.read_text(encoding="utf-8"))
 
 
@@ -78,7 +74,7 @@ KNOWN_LOSS = ("Faust can skip input records when a worker starts on a partition 
 
 def test_a_worker_killed_five_times_mid_stream_emits_every_output_exactly_once(tmp_path):
     orders = int(os.environ.get("SHIPGUARD_CRASH_ORDERS", "2000"))
-    events, labels = simulated_stream(tmp_path, orders=orders)
+    events, labels = bench_stream(tmp_path, orders=orders)
     seed = int(os.environ.get("SHIPGUARD_CRASH_SEED", random.randrange(1 << 30)))
     rng = random.Random(seed)
     print(f"crash test seed {seed} (SHIPGUARD_CRASH_SEED={seed} repeats these kill times)")

@@ -7,7 +7,6 @@ every output record is counted by identity and compared whole with the in-proces
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import re
 import time
@@ -15,7 +14,6 @@ import time
 import pytest
 
 from processors.config import load_rules
-from simulator.cli import add_arguments, run as simulate
 from streams import admin
 from streams import topics as T
 from streams.broker import EmbeddedBroker, free_port
@@ -23,6 +21,7 @@ from streams.inprocess import InProcessEngine
 from streams.replay import replay
 from streams.supervise import WorkerProcess, consumed_topics, group_lag, read_topic, wait_idle_or_stalled
 from tests.integration.test_crash_safety import KNOWN_LOSS, OUTPUT_TOPICS, repeated
+from tests.integration.simulated import simulated_stream
 
 pytestmark = pytest.mark.integration
 APP_ID = "shipguard-failover"
@@ -37,11 +36,8 @@ def canonical(records: list[dict]) -> list[str]:
 @pytest.mark.parametrize("store", ["memory"])
 def test_the_surviving_worker_takes_over_a_killed_workers_partitions_and_the_outputs_are_exactly_one_runs(
         tmp_path, store):
-    events, labels = tmp_path / "events.jsonl", tmp_path / "labels.json"
-    parser = argparse.ArgumentParser()
-    add_arguments(parser)
-    assert simulate(parser.parse_args(["--orders", "800", "--days", "5", "--seed", "11", "--duplicate-share",
-                                       "0.01", "--out", str(events), "--labels", str(labels)])) == 0
+    events, labels = simulated_stream(tmp_path, "--orders", "800", "--days", "5", "--seed", "11",
+                                      "--duplicate-share", "0.01")
     reference = InProcessEngine(load_rules())
     asyncio.run(reference.run_file(events))
 

@@ -1,18 +1,17 @@
 """Recipient PII never leaves the worker in clear: no output, internal feed, changelog or log line
 of a replay holds a recipient's name, phone or street address."""
 
-import argparse
 
 import orjson
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
-from simulator.cli import add_arguments, run as simulate
 from streams import admin
 from streams import topics as T
 from streams.broker import EmbeddedBroker, free_port
 from streams.replay import replay
 from streams.supervise import WorkerProcess, wait_idle
+from tests.integration.simulated import simulated_stream
 
 pytestmark = pytest.mark.integration
 APP_ID = "shipguard-pii"
@@ -37,11 +36,7 @@ def raw_records(bootstrap, topic):
 
 
 def test_no_output_feed_changelog_or_log_line_holds_a_recipients_name_phone_or_address(tmp_path):
-    events, labels = tmp_path / "events.jsonl", tmp_path / "labels.json"
-    parser = argparse.ArgumentParser()
-    add_arguments(parser)
-    assert simulate(parser.parse_args(["--orders", "150", "--days", "3", "--seed", "21", "--out", str(events),
-                                       "--labels", str(labels)])) == 0
+    events, labels = simulated_stream(tmp_path, "--orders", "150", "--days", "3", "--seed", "21")
     secrets = set()
     for line in events.read_text(encoding="utf-8").splitlines():
         message = orjson.loads(line)

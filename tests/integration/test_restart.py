@@ -1,17 +1,16 @@
 """A worker stopped mid-stream and started again recovers its tables and finishes exactly as one run."""
 
-import argparse
 import asyncio
 import re
 
 import pytest
 
 from processors.config import load_rules
-from simulator.cli import add_arguments, run as simulate
 from streams.broker import EmbeddedBroker, free_port
 from streams.inprocess import InProcessEngine
 from streams.replay import replay
 from streams.supervise import WorkerProcess, read_topic, wait_idle
+from tests.integration.simulated import simulated_stream
 
 pytestmark = pytest.mark.integration
 APP_ID = "shipguard-restart"
@@ -19,11 +18,7 @@ APP_ID = "shipguard-restart"
 
 @pytest.mark.parametrize("store", ["memory", "rocksdb"])
 def test_a_restarted_worker_recovers_every_order_and_number_and_emits_nothing_twice(tmp_path, store):
-    events, labels = tmp_path / "events.jsonl", tmp_path / "labels.json"
-    parser = argparse.ArgumentParser()
-    add_arguments(parser)
-    assert simulate(parser.parse_args(["--orders", "300", "--days", "4", "--seed", "3", "--cancel-share", "0",
-                                       "--out", str(events), "--labels", str(labels)])) == 0
+    events, labels = simulated_stream(tmp_path, "--orders", "300", "--days", "4", "--seed", "3", "--cancel-share", "0")
     lines = events.read_text(encoding="utf-8").splitlines(keepends=True)
     first, last = tmp_path / "first.jsonl", tmp_path / "last.jsonl"
     first.write_text("".join(lines[:-1]), encoding="utf-8")   # everything but the closing tick
