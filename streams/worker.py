@@ -794,7 +794,7 @@ class Shell:
         """Partitions were (re)assigned: check their outboxes before the next batch or tick."""
         self.needs_recovery = self.outbox is not None
         # a partition kept through the rebalance continues where we were (Faust may deliver it
-        # again from its last commit: replays); one new to us starts at its committed offset
+        # again from its last commit: replays); one new to us starts at its first record (_follow)
         owned = set(self.assigned())
         self.next_offsets = {tp: n for tp, n in self.next_offsets.items() if tp in owned}
 
