@@ -115,6 +115,14 @@ def end_offsets(bootstrap: Bootstrap, topic: str, security: Security = None) -> 
     return compat.real_end_offsets(servers(bootstrap), topic, security=security)
 
 
+def committed_offsets(bootstrap: Bootstrap, group: str, timeout: float = 10.0,
+                      security: Security = None) -> dict[tuple[str, int], int]:
+    """The offsets consumer group `group` has committed, per (topic, partition) it ever committed."""
+    with _admin(bootstrap, timeout, security) as admin:
+        offsets = admin.list_group_offsets(group).get(group, {})
+    return {(tp.topic, tp.partition): meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
+
+
 @contextmanager
 def _admin(bootstrap: Bootstrap, timeout: float, security: Security = None) -> Iterator[KafkaAdminClient]:
     """A short-lived admin client; BrokerUnreachable when no broker answers within `timeout`."""

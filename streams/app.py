@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 import faust
-from faust.types import TP
+from faust.types import TP, Message
 
 from processors.config import RulesConfig
 from processors.order import Context
@@ -196,6 +196,26 @@ def build_app(settings: Settings, rules: RulesConfig, faust_overrides: Optional[
             await consumer.stop()
         await outputs.stop()
 
+    async def committed() -> dict[tuple[str, int], int]:
+        # the group's committed offsets from the broker (Faust's copy is set only after its
+        # seek, and records can arrive before: the hole Shell._complete closes)
+        from streams import admin
+
+        return await asyncio.to_thread(admin.committed_offsets, settings.bootstrap_servers, settings.app_id,
+                                       security=security.kafka_python_kwargs(settings))
+
+    async def read_range(topic: str, partition: int, start: int, stop: int) -> list[Record]:
+        return [Record(topic, partition, r.offset, r.key, r.value)
+                for r in await outputs.read_range(topic, partition, start, stop)]
+
+    def acknowledge(records: list[Record]) -> None:
+        # records the shell read itself are processed and landed: ack them as Faust's own, so
+        # that its commit can pass them (it commits only up to the first offset not acked)
+        consumer = app.consumer
+        for r in records:
+            tp = TP(r.topic, r.partition)
+            consumer.ack(Message(r.topic, r.partition, r.offset, 0.0, 0, None, r.key, r.value, None, tp=tp))
+
     def start_offset(key: tuple[str, int]) -> int:
         return app.consumer._committed_offset.get(TP(*key)) or 0
 
@@ -207,7 +227,8 @@ def build_app(settings: Settings, rules: RulesConfig, faust_overrides: Optional[
         shops=_state_store(shops, rocksdb, produce),
         send=send, assigned=assigned, end_offsets=end_offsets, start_offset=start_offset,
         max_message_bytes=settings.max_message_bytes,
-        outbox=_state_store(outbox, rocksdb, produce), read_back=outputs.read_back)
+        outbox=_state_store(outbox, rocksdb, produce), read_back=outputs.read_back,
+        read_range=read_range, committed=committed, acknowledge=acknowledge)
     ready = {"done": False}
     install_web(app, shell, lambda: ready["done"])  # /metrics, /health, /order/{order_id}
 

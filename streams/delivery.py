@@ -17,7 +17,7 @@ import logging
 import time
 from typing import Any, Callable, Optional
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaConnectionError, RequestTimedOutError
 from aiokafka.producer.sender import SendProduceReqHandler
 
@@ -53,7 +53,7 @@ def forbid_ambiguous_retries(producer: AIOKafkaProducer) -> None:
 
 
 class OutputClient:
-    """The worker's own producer for output topics, and a consumer to read them back."""
+    """The worker's own producer for output topics, and a consumer to read them (and skipped inputs) back."""
 
     def __init__(self, bootstrap_servers: list[str], client_id: str,
                  client_kwargs: Optional[Callable[[], dict]] = None) -> None:
@@ -79,25 +79,45 @@ class OutputClient:
         The end is the high-water mark of the Fetch answers themselves (the embedded broker's
         ListOffsets can be too low, and a read that stopped early would send a landed record again).
         """
+        records, end = await self._read(topic, partition, start, None, timeout)
+        return [record.value for record in records], end
+
+    async def read_range(self, topic: str, partition: int, start: int, stop: int,
+                         timeout: float = 30.0) -> list[ConsumerRecord]:
+        """The records of `topic`/`partition` from offset `start` up to, not including, `stop`.
+
+        For an input partition whose records the consumer skipped (`Shell._complete`). Records
+        the broker no longer has (retention) are not there: the read starts at the earliest.
+        """
+        records, _ = await self._read(topic, partition, start, stop, timeout)
+        return records
+
+    async def _read(self, topic: str, partition: int, start: int, stop: Optional[int],
+                    timeout: float) -> tuple[list[ConsumerRecord], int]:
+        """Records from `start` to `stop` (None: the high-water mark), and where the read ended."""
         if self.consumer is None:
             consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap_servers, enable_auto_commit=False,
-                                        client_id=f"{self.client_id}-read-back", **self.client_kwargs())
+                                        auto_offset_reset="earliest", client_id=f"{self.client_id}-read-back",
+                                        **self.client_kwargs())
             await consumer.start()
             self.consumer = consumer
         tp = TopicPartition(topic, partition)
         self.consumer.assign([tp])
         self.consumer.seek(tp, start)
-        values: list[bytes] = []
+        records: list[ConsumerRecord] = []
         deadline = time.monotonic() + timeout
         try:
             while True:
                 batch = await self.consumer.getmany(tp, timeout_ms=500, max_records=10_000)
-                values.extend(record.value for record in batch.get(tp, []))
+                records.extend(r for r in batch.get(tp, []) if stop is None or r.offset < stop)
                 position, highwater = await self.consumer.position(tp), self.consumer.highwater(tp)
-                if highwater is not None and position >= highwater:
-                    return values, position
+                if stop is not None and position >= stop:
+                    return records, position
+                if stop is None and highwater is not None and position >= highwater:
+                    return records, position
                 if time.monotonic() > deadline:
-                    raise TimeoutError(f"reading {topic}/{partition} back from {start}: no end after {timeout:.0f}s")
+                    raise TimeoutError(f"reading {topic}/{partition} from {start} to {stop or 'its end'}: "
+                                       f"not done after {timeout:.0f}s (at {position})")
         finally:
             self.consumer.assign([])
 

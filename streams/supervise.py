@@ -121,16 +121,9 @@ def consumed_topics(app_id: str) -> tuple[str, ...]:
 def group_lag(bootstrap: Sequence[str], group: str, topics: Iterable[str],
               security: Optional[Mapping[str, Any]] = None) -> int:
     """Records not yet committed by `group` over `topics` (real end offsets, not ListOffsets)."""
-    from kafka import KafkaAdminClient
+    from streams.admin import committed_offsets, end_offsets
 
-    from streams.admin import end_offsets
-
-    admin = KafkaAdminClient(bootstrap_servers=list(bootstrap), client_id="shipguard-lag", **(security or {}))
-    try:
-        offsets = admin.list_group_offsets(group).get(group, {})
-        committed = {(tp.topic, tp.partition): meta.offset for tp, meta in offsets.items()}
-    finally:
-        admin.close()
+    committed = committed_offsets(bootstrap, group, security=security)
     lag = 0
     for topic in topics:
         for partition, end in end_offsets(bootstrap, topic, security).items():

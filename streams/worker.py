@@ -243,6 +243,8 @@ class Metrics:
     latency: Histogram = field(default_factory=Histogram)  # seconds per batch, from read to delivered
     offset_gaps: int = 0  # a record further on than the next one of its partition (skipped records)
     replayed: int = 0     # a record behind the next one of its partition (read again)
+    refetched: int = 0    # records the consumer skipped, read by the worker itself (`Shell._complete`)
+    not_owned: int = 0    # records of a partition no longer assigned, delivered late and dropped
 
 
 class Shell:
@@ -258,6 +260,9 @@ class Shell:
                  in_band_marks: bool = True, max_message_bytes: int = MAX_MESSAGE_BYTES,
                  outbox: Optional[StateStore] = None,
                  read_back: Optional[Callable[[str, int, int], Awaitable[tuple[list[bytes], int]]]] = None,
+                 read_range: Optional[Callable[[str, int, int, int], Awaitable[list[Record]]]] = None,
+                 committed: Optional[Callable[[], Awaitable[dict[tuple[str, int], int]]]] = None,
+                 acknowledge: Optional[Callable[[list[Record]], None]] = None,
 ) -> None:
         if clock_mode == "wall" and not ctx.rules.decide_on_read:
             ctx = replace(ctx, rules=ctx.rules.model_copy(update={"decide_on_read": True}))
@@ -304,6 +309,14 @@ class Shell:
         self.output_next: dict[tuple[str, int], int] = {}  # output partition -> its end, as we wrote it
         self.recovered: set[str] = set()  # identities an outbox held at the last recovery: never again
         self.outbox_chunks: dict[tuple[str, int], int] = {}  # outbox records per (side, partition)
+        # Read completeness (README "Delivery guarantees"): Faust can skip records of a partition
+        # it starts mid-stream. The shell reads each partition on from the group's committed
+        # offset without holes: what the consumer skipped it reads itself (read_range) and, once
+        # processed, acknowledges to the consumer (acknowledge) so that its commits can pass them.
+        self.read_range = read_range
+        self.committed = committed
+        self.acknowledge = acknowledge
+        self.starts: Optional[dict[tuple[str, int], int]] = None  # committed offsets at the last assignment
 
     # ---- time -----------------------------------------------------------------------------
     def caught_up(self, tp: tuple[str, int], processed: Optional[dict] = None) -> bool:
@@ -393,26 +406,59 @@ class Shell:
         except ValidationError as exc:
             raise BadInput(codec.describe(exc)) from None
 
-    def _follow(self, records: list[Record]) -> None:
-        """Count records that skip ahead of, or fall behind, the previous one of their partition.
+    async def _complete(self, records: list[Record]) -> tuple[list[Record], list[Record]]:
+        """`records` with every record the consumer skipped put back in place, and those put back.
 
-        Faust can hand over a partition's records with a hole after a rebalance (BROKER.md; seen
-        in `tests/integration/test_failover.py`): the `offset gap` warning and the
-        `shipguard_offset_gaps_total` metric make it visible. Replays are harmless (every input
-        has an event_id); a hole is an input never read.
+        Faust can hand over a partition with a hole when a worker starts on it mid-stream (after a
+        crash, a restart or a failover: README "Delivery guarantees"). Each partition is expected
+        to continue where the shell left it or, new to this worker, at the group's committed
+        offset; a record further on means the records between were skipped: they are read from
+        the broker and processed first, and counted (`offset gap` warning, offset_gaps and
+        refetched metrics). Records behind are replays (every input has an event_id: no effect).
+        Records of a partition no longer assigned (delivered late, from before a rebalance) are
+        dropped: its new owner reads them from the committed offset.
         """
+        out: list[Record] = []
+        filled: list[Record] = []
+        owned = set(self.assigned())
         for record in records:
             tp = (record.topic, record.partition)
-            # the first record of a partition after an assignment is where the consumer starts
-            # (Faust's own idea of the committed offset lags behind the group's: false alarms)
-            expected = self.next_offsets.get(tp, record.offset)
+            if tp not in owned:
+                self.metrics.not_owned += 1
+                continue
+            expected = self.next_offsets.get(tp)
+            if expected is None:
+                expected = await self._start_of(tp, record.offset)
             if record.offset > expected:
                 self.metrics.offset_gaps += 1
-                log.warning("offset gap topic=%s partition=%d expected=%d got=%d", record.topic, record.partition,
-                            expected, record.offset)
+                missing = await self.read_range(record.topic, record.partition, expected, record.offset) \
+                    if self.read_range is not None else []
+                log.warning("offset gap topic=%s partition=%d expected=%d got=%d refetched=%d", record.topic,
+                            record.partition, expected, record.offset, len(missing))
+                self.metrics.refetched += len(missing)
+                out.extend(missing)
+                filled.extend(missing)
             elif record.offset < expected:
                 self.metrics.replayed += 1
+            out.append(record)
             self.next_offsets[tp] = max(expected, record.offset + 1)
+        return out, filled
+
+    async def _start_of(self, tp: tuple[str, int], first: int) -> int:
+        """Where a partition new to this worker starts: the group's committed offset (0 if none).
+
+        Without a way to ask (in process, unit tests) the first record delivered is trusted.
+        """
+        if self.committed is None:
+            return first
+        if self.starts is None:
+            self.starts = await self.committed()
+        return self.starts.get(tp, 0)
+
+    def _acknowledge(self, filled: list[Record]) -> None:
+        """Records read by the shell itself are processed and landed: the consumer may commit past them."""
+        if filled and self.acknowledge is not None:
+            self.acknowledge(filled)
 
     def _decode(self, record: Record, feed: str, kinds: dict[str, type], out: list[Outgoing]) -> Any:
         """An input model or internal message; None for a watermark (recorded) or bad input
@@ -442,8 +488,9 @@ class Shell:
         started = time.monotonic()
         async with self.lock:
             await self._recover_if_needed()
-            self._follow(records)
+            records, filled = await self._complete(records)
             await self._order_batch(records)
+            self._acknowledge(filled)
         self.metrics.latency.observe(time.monotonic() - started)
 
     async def _order_batch(self, records: list[Record]) -> None:
@@ -537,8 +584,9 @@ class Shell:
         started = time.monotonic()
         async with self.lock:
             await self._recover_if_needed()
-            self._follow(records)
+            records, filled = await self._complete(records)
             await self._waybill_batch(records)
+            self._acknowledge(filled)
         self.metrics.latency.observe(time.monotonic() - started)
 
     async def _waybill_batch(self, records: list[Record]) -> None:
@@ -668,7 +716,7 @@ class Shell:
         """Apply a batch of shop facts: rates per shop, alerts to shop-alerts."""
         async with self.lock:
             await self._recover_if_needed()
-            self._follow(records)
+            records, filled = await self._complete(records)
             out: list[Outgoing] = []
             dirty: dict[str, Any] = {}
             dirty_partition: dict[str, int] = {}
@@ -688,6 +736,7 @@ class Shell:
             for shop_id, state in dirty.items():
                 self._put(self.shops, shop_id, state, dirty_partition[shop_id])
             await self._emit(out)
+            self._acknowledge(filled)
             await self._tick()
 
     def rebuild_deadlines(self) -> None:
@@ -794,9 +843,11 @@ class Shell:
         """Partitions were (re)assigned: check their outboxes before the next batch or tick."""
         self.needs_recovery = self.outbox is not None
         # a partition kept through the rebalance continues where we were (Faust may deliver it
-        # again from its last commit: replays); one new to us starts at its first record (_follow)
+        # again from its last commit: replays); one new to us starts at the group's committed
+        # offset, asked at its first record (_complete)
         owned = set(self.assigned())
         self.next_offsets = {tp: n for tp, n in self.next_offsets.items() if tp in owned}
+        self.starts = None
 
     async def _recover_if_needed(self) -> None:
         if self.needs_recovery:
