@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 import faust
-from faust.types import TP, Message
+from faust.types import TP
 
 from processors.config import RulesConfig
 from processors.order import Context
@@ -26,7 +26,7 @@ from schemas.state import Outbox, OrderState, WaybillState
 from streams import security
 from streams import topics as T
 from streams.config import Settings
-from streams.delivery import OutputClient
+from streams.delivery import OutputClient, commit_what_landed
 from streams.web import install_web
 from streams.serde import KeyCodec, StateCodec
 from streams.worker import Outgoing, PartitionedStore, Record, Shell, StateStore
@@ -208,14 +208,6 @@ def build_app(settings: Settings, rules: RulesConfig, faust_overrides: Optional[
         return [Record(topic, partition, r.offset, r.key, r.value)
                 for r in await outputs.read_range(topic, partition, start, stop)]
 
-    def acknowledge(records: list[Record]) -> None:
-        # records the shell read itself are processed and landed: ack them as Faust's own, so
-        # that its commit can pass them (it commits only up to the first offset not acked)
-        consumer = app.consumer
-        for r in records:
-            tp = TP(r.topic, r.partition)
-            consumer.ack(Message(r.topic, r.partition, r.offset, 0.0, 0, None, r.key, r.value, None, tp=tp))
-
     def start_offset(key: tuple[str, int]) -> int:
         return app.consumer._committed_offset.get(TP(*key)) or 0
 
@@ -228,7 +220,7 @@ def build_app(settings: Settings, rules: RulesConfig, faust_overrides: Optional[
         send=send, assigned=assigned, end_offsets=end_offsets, start_offset=start_offset,
         max_message_bytes=settings.max_message_bytes,
         outbox=_state_store(outbox, rocksdb, produce), read_back=outputs.read_back,
-        read_range=read_range, committed=committed, acknowledge=acknowledge)
+        read_range=read_range, committed=committed)
     ready = {"done": False}
     install_web(app, shell, lambda: ready["done"])  # /metrics, /health, /order/{order_id}
 
@@ -252,6 +244,7 @@ def build_app(settings: Settings, rules: RulesConfig, faust_overrides: Optional[
     async def _assigned(*args: Any, **kwargs: Any) -> None:
         ready["done"] = False
         shell.on_assigned()
+        commit_what_landed(app.consumer, shell.committable)
 
     @app.timer(0.2, name="shipguard.clock")
     async def clock() -> None:

@@ -127,3 +127,25 @@ class OutputClient:
             if client is not None:
                 await client.stop()
         self.producer = self.consumer = None
+
+
+def commit_what_landed(consumer: Any, committable: Callable[[tuple[str, int]], Optional[int]]) -> None:
+    """Make Faust's `consumer` commit, per partition, what `committable` says has landed; idempotent.
+
+    Faust computes a commit from the offsets its streams acknowledged and from the holes it
+    noticed itself. After a worker starts on a partition mid-stream both can be wrong: it has
+    been seen to commit past records it never delivered, or to stall one offset per commit
+    behind records that were processed. The shell knows exactly which records it processed
+    and landed (`Shell.committable`): that is what is committed, and nothing for a partition
+    without a landed record. Faust's own computation still runs, to trim its bookkeeping.
+    """
+    if getattr(consumer, "_shipguard_commits", None) is committable:
+        return
+    faust_new_offset = type(consumer)._new_offset
+
+    def _new_offset(tp: Any) -> Optional[int]:
+        faust_new_offset(consumer, tp)
+        return committable((tp.topic, tp.partition))
+
+    consumer._new_offset = _new_offset
+    consumer._shipguard_commits = committable

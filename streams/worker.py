@@ -41,6 +41,8 @@ UTC = timezone.utc
 MAX_MESSAGE_BYTES = 262_144  # default of SHIPGUARD_MAX_MESSAGE_BYTES
 OUTBOX_CHUNK_BYTES = 262_144  # an outbox record stays well below Kafka's default 1 MB message limit
 DEAD_LETTER_RAW_BYTES = 65_536  # a dead letter keeps at most this much of the original record
+STALLED_AFTER_S = 10.0   # a partition with records beyond ours and none delivered for this long is read by the shell
+STALLED_READ_MAX = 5_000  # records read at most per stalled partition and check
 
 
 @dataclass
@@ -262,7 +264,6 @@ class Shell:
                  read_back: Optional[Callable[[str, int, int], Awaitable[tuple[list[bytes], int]]]] = None,
                  read_range: Optional[Callable[[str, int, int, int], Awaitable[list[Record]]]] = None,
                  committed: Optional[Callable[[], Awaitable[dict[tuple[str, int], int]]]] = None,
-                 acknowledge: Optional[Callable[[list[Record]], None]] = None,
 ) -> None:
         if clock_mode == "wall" and not ctx.rules.decide_on_read:
             ctx = replace(ctx, rules=ctx.rules.model_copy(update={"decide_on_read": True}))
@@ -311,12 +312,20 @@ class Shell:
         self.outbox_chunks: dict[tuple[str, int], int] = {}  # outbox records per (side, partition)
         # Read completeness (README "Delivery guarantees"): Faust can skip records of a partition
         # it starts mid-stream. The shell reads each partition on from the group's committed
-        # offset without holes: what the consumer skipped it reads itself (read_range) and, once
-        # processed, acknowledges to the consumer (acknowledge) so that its commits can pass them.
+        # offset without holes: what the consumer skipped it reads itself (read_range). What is
+        # committed is decided here too (`committable`): the offset after the last record whose
+        # batch has landed, every record before it processed.
         self.read_range = read_range
         self.committed = committed
-        self.acknowledge = acknowledge
         self.starts: Optional[dict[tuple[str, int], int]] = None  # committed offsets at the last assignment
+        self.landed: dict[tuple[str, int], int] = {}  # partition -> offset after its last landed record
+        self.last_seen: dict[tuple[str, int], float] = {}  # partition -> monotonic time of its last record
+        self.stall_checked = 0.0
+        self.sides: dict[str, Callable[[list[Record]], Awaitable[None]]] = {
+            **{topic: self._order_batch for topic in (T.ORDER_PAID, T.WAYBILL_UPLOADED, T.CANCELLATION_REQUESTS,
+                                                      T.CLOCK_TICKS, self.order_feed)},
+            T.TRACKING_SCANS: self._waybill_batch, self.waybill_feed: self._waybill_batch,
+            self.shop_feed: self._shop_batch}
 
     # ---- time -----------------------------------------------------------------------------
     def caught_up(self, tp: tuple[str, int], processed: Optional[dict] = None) -> bool:
@@ -406,8 +415,8 @@ class Shell:
         except ValidationError as exc:
             raise BadInput(codec.describe(exc)) from None
 
-    async def _complete(self, records: list[Record]) -> tuple[list[Record], list[Record]]:
-        """`records` with every record the consumer skipped put back in place, and those put back.
+    async def _complete(self, records: list[Record]) -> list[Record]:
+        """`records` with every record the consumer skipped put back in place.
 
         Faust can hand over a partition with a hole when a worker starts on it mid-stream (after a
         crash, a restart or a failover: README "Delivery guarantees"). Each partition is expected
@@ -419,13 +428,14 @@ class Shell:
         dropped: its new owner reads them from the committed offset.
         """
         out: list[Record] = []
-        filled: list[Record] = []
         owned = set(self.assigned())
+        seen = time.monotonic()
         for record in records:
             tp = (record.topic, record.partition)
             if tp not in owned:
                 self.metrics.not_owned += 1
                 continue
+            self.last_seen[tp] = seen
             expected = self.next_offsets.get(tp)
             if expected is None:
                 expected = await self._start_of(tp, record.offset)
@@ -437,12 +447,43 @@ class Shell:
                             record.partition, expected, record.offset, len(missing))
                 self.metrics.refetched += len(missing)
                 out.extend(missing)
-                filled.extend(missing)
             elif record.offset < expected:
                 self.metrics.replayed += 1
             out.append(record)
             self.next_offsets[tp] = max(expected, record.offset + 1)
-        return out, filled
+        return out
+
+    async def _read_stalled(self) -> None:
+        """Read, process and land the records of partitions the consumer stopped delivering.
+
+        Faust can also drop the last records of a partition it starts mid-stream: no later
+        record shows the hole, and its commit stays behind. A partition of ours with records
+        beyond our position and none delivered for STALLED_AFTER_S is read here instead
+        (`partition stalled` warning); if the consumer delivers them later, they are replays.
+        """
+        now = time.monotonic()
+        if self.read_range is None or now - self.stall_checked < STALLED_AFTER_S / 2:
+            return
+        self.stall_checked = now
+        quiet = [tp for tp in self.assigned()
+                 if tp[0] in self.sides and now - self.last_seen.setdefault(tp, now) >= STALLED_AFTER_S]
+        if not quiet:
+            return
+        ends = await self.end_offsets(quiet)
+        for tp in quiet:
+            start = self.next_offsets.get(tp)
+            if start is None:
+                start = await self._start_of(tp, ends.get(tp, 0))
+            end = min(ends.get(tp, 0), start + STALLED_READ_MAX)
+            if end <= start:
+                continue
+            records = await self.read_range(tp[0], tp[1], start, end)
+            log.warning("partition stalled topic=%s partition=%d at=%d end=%d: read %d records ourselves",
+                        tp[0], tp[1], start, ends.get(tp, 0), len(records))
+            self.metrics.refetched += len(records)
+            records = await self._complete(records)
+            await self.sides[tp[0]](records)
+            self._land(records)
 
     async def _start_of(self, tp: tuple[str, int], first: int) -> int:
         """Where a partition new to this worker starts: the group's committed offset (0 if none).
@@ -455,10 +496,20 @@ class Shell:
             self.starts = await self.committed()
         return self.starts.get(tp, 0)
 
-    def _acknowledge(self, filled: list[Record]) -> None:
-        """Records read by the shell itself are processed and landed: the consumer may commit past them."""
-        if filled and self.acknowledge is not None:
-            self.acknowledge(filled)
+    def _land(self, records: list[Record]) -> None:
+        """The batch of `records` is processed and its state and messages are on the broker."""
+        landed = self.landed
+        for record in records:
+            tp = (record.topic, record.partition)
+            if record.offset >= landed.get(tp, 0):
+                landed[tp] = record.offset + 1
+
+    def committable(self, tp: tuple[str, int]) -> Optional[int]:
+        """The offset the group may commit for `tp`: every record before it processed and landed.
+
+        None while nothing of `tp` has landed since it was assigned (nothing new to commit).
+        """
+        return self.landed.get(tp)
 
     def _decode(self, record: Record, feed: str, kinds: dict[str, type], out: list[Outgoing]) -> Any:
         """An input model or internal message; None for a watermark (recorded) or bad input
@@ -488,9 +539,9 @@ class Shell:
         started = time.monotonic()
         async with self.lock:
             await self._recover_if_needed()
-            records, filled = await self._complete(records)
+            records = await self._complete(records)
             await self._order_batch(records)
-            self._acknowledge(filled)
+            self._land(records)
         self.metrics.latency.observe(time.monotonic() - started)
 
     async def _order_batch(self, records: list[Record]) -> None:
@@ -584,9 +635,9 @@ class Shell:
         started = time.monotonic()
         async with self.lock:
             await self._recover_if_needed()
-            records, filled = await self._complete(records)
+            records = await self._complete(records)
             await self._waybill_batch(records)
-            self._acknowledge(filled)
+            self._land(records)
         self.metrics.latency.observe(time.monotonic() - started)
 
     async def _waybill_batch(self, records: list[Record]) -> None:
@@ -649,6 +700,7 @@ class Shell:
         """Stream time may have moved: publish the waybill-side watermark, fire due timers."""
         async with self.lock:
             await self._recover_if_needed()
+            await self._read_stalled()
             await self._tick()
 
     async def _tick(self) -> None:
@@ -716,28 +768,31 @@ class Shell:
         """Apply a batch of shop facts: rates per shop, alerts to shop-alerts."""
         async with self.lock:
             await self._recover_if_needed()
-            records, filled = await self._complete(records)
-            out: list[Outgoing] = []
-            dirty: dict[str, Any] = {}
-            dirty_partition: dict[str, int] = {}
-            now = self.shop_clock.current
-            for record in records:
-                fact = self._decode(record, self.shop_feed, SHOP_FEED_KINDS, out)
-                if fact is None:
-                    continue
-                if not self.in_band_marks:
-                    self.facts_in_flight = max(0, self.facts_in_flight - 1)
-                state = dirty.get(fact.shop_id) or self.shops.get(fact.shop_id, record.partition)
-                step = shop_rules.apply(state, fact, now, self.ctx.rules)
-                dirty[fact.shop_id] = step.state
-                dirty_partition[fact.shop_id] = record.partition
-                self.shop_deadlines.set(fact.shop_id, step.next_deadline)
-                out.extend(self._route(fact.shop_id, step.alerts, record.partition, "shop"))
-            for shop_id, state in dirty.items():
-                self._put(self.shops, shop_id, state, dirty_partition[shop_id])
-            await self._emit(out)
-            self._acknowledge(filled)
-            await self._tick()
+            records = await self._complete(records)
+            await self._shop_batch(records)
+            self._land(records)
+
+    async def _shop_batch(self, records: list[Record]) -> None:
+        out: list[Outgoing] = []
+        dirty: dict[str, Any] = {}
+        dirty_partition: dict[str, int] = {}
+        now = self.shop_clock.current
+        for record in records:
+            fact = self._decode(record, self.shop_feed, SHOP_FEED_KINDS, out)
+            if fact is None:
+                continue
+            if not self.in_band_marks:
+                self.facts_in_flight = max(0, self.facts_in_flight - 1)
+            state = dirty.get(fact.shop_id) or self.shops.get(fact.shop_id, record.partition)
+            step = shop_rules.apply(state, fact, now, self.ctx.rules)
+            dirty[fact.shop_id] = step.state
+            dirty_partition[fact.shop_id] = record.partition
+            self.shop_deadlines.set(fact.shop_id, step.next_deadline)
+            out.extend(self._route(fact.shop_id, step.alerts, record.partition, "shop"))
+        for shop_id, state in dirty.items():
+            self._put(self.shops, shop_id, state, dirty_partition[shop_id])
+        await self._emit(out)
+        await self._tick()
 
     def rebuild_deadlines(self) -> None:
         """After recovery or a rebalance, schedule every stored key again (the heap is not stored)."""
@@ -847,6 +902,8 @@ class Shell:
         # offset, asked at its first record (_complete)
         owned = set(self.assigned())
         self.next_offsets = {tp: n for tp, n in self.next_offsets.items() if tp in owned}
+        self.landed = {tp: n for tp, n in self.landed.items() if tp in owned}
+        self.last_seen = {}
         self.starts = None
 
     async def _recover_if_needed(self) -> None:

@@ -55,21 +55,15 @@ def repeated(outputs: dict[str, list[dict]]) -> dict[str, list[tuple[str, int]]]
 
 
 def assert_exactly_the_labels(outputs: dict[str, list[dict]], labels: dict, idle: bool = True) -> None:
-    """Nothing twice (a hard failure); nothing missing (an expected failure while Faust loses records)."""
+    """Nothing twice, nothing missing, and the worker got to the end of its input."""
     twice = repeated(outputs)
     assert not any(twice.values()), f"emitted more than once: { {t: v[:5] for t, v in twice.items() if v} }"
+    assert idle, "the worker stopped committing before the end of its input"
     report = compare(labels, outputs[T.VIOLATION_WARNINGS], outputs[T.CANCELLATION_OUTCOMES], outputs[T.SHOP_ALERTS])
-    if not idle or report.missing or report.outcomes_missing or report.alerts_missing:
-        pytest.xfail(f"{KNOWN_LOSS}: idle={idle}, {len(report.missing)} stages and "
-                     f"{len(report.outcomes_missing)} outcomes missing")
     assert report.perfect, (f"missing {report.missing[:5]} extra {report.extra[:5]} outcomes missing "
                             f"{report.outcomes_missing[:5]} extra {report.outcomes_extra[:5]} alerts missing "
                             f"{report.alerts_missing[:5]} extra {report.alerts_extra[:5]}")
     assert sum(report.expected.values()) > 300 and report.outcomes_expected > 15
-
-
-KNOWN_LOSS = ("Faust can skip input records when a worker starts on a partition mid-stream (offset gap "
-              "warnings, commits stuck at the hole; README 'Known limits')")
 
 
 def test_a_worker_killed_five_times_mid_stream_emits_every_output_exactly_once(tmp_path):
