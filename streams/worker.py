@@ -296,7 +296,9 @@ class Shell:
         self.processed: dict[tuple[str, int], int] = {}
         self.next_offsets: dict[tuple[str, int], int] = {}  # per partition read: the offset expected next
         self.metrics = Metrics()
-        self.last_marks: dict[str, datetime] = {}  # feed side -> the last watermark sent to it
+        # (feed side, the partitions it vouches for) -> the last watermark sent: a mark for other
+        # sources (partitions taken over in a rebalance) goes out even at the same time
+        self.last_marks: dict[tuple[str, tuple[int, ...]], datetime] = {}
         # False only where forwards are delivered synchronously (streams.inprocess): then the
         # order side cannot run ahead of the waybill side and needs no in-band watermarks.
         self.in_band_marks = in_band_marks
@@ -381,7 +383,9 @@ class Shell:
         return current - self.ctx.rules.allowed_lateness if current else None
 
     def _observe(self, record: Record, at: Optional[datetime]) -> None:
-        self.processed[(record.topic, record.partition)] = record.offset
+        tp = (record.topic, record.partition)
+        if record.offset > self.processed.get(tp, -1):  # a replay does not take a partition back
+            self.processed[tp] = record.offset
         if at is None:
             return
         self.clock.observe((record.topic, record.partition), at)
@@ -689,9 +693,10 @@ class Shell:
         for feed, sources, at, last in ((self.waybill_feed, owned[T.WAYBILL_UPLOADED], local, "waybill"),
                                         (self.order_feed, owned[T.TRACKING_SCANS], answered, "order"),
                                         (self.shop_feed, owned[T.ORDER_PAID], facts_sent, "shop")):
-            if not sources or at is None or (self.last_marks.get(last) is not None and at <= self.last_marks[last]):
+            sent = self.last_marks.get((last, sources))
+            if not sources or at is None or (sent is not None and at <= sent):
                 continue
-            self.last_marks[last] = at
+            self.last_marks[(last, sources)] = at
             mark = codec.dumps(Watermark(sources=sources, at=at))
             out.extend(Outgoing(feed, None, mark, partition=p) for p in range(self.partitions))
         return out
@@ -904,6 +909,7 @@ class Shell:
         self.next_offsets = {tp: n for tp, n in self.next_offsets.items() if tp in owned}
         self.landed = {tp: n for tp, n in self.landed.items() if tp in owned}
         self.last_seen = {}
+        self.last_marks = {}  # (side, sources) of the old assignment: forgotten
         self.starts = None
 
     async def _recover_if_needed(self) -> None:

@@ -103,7 +103,7 @@ def test_a_worker_killed_five_times_mid_stream_emits_every_output_exactly_once(t
         print("kills (when, seconds, records not yet committed):", lags)
         assert lags[-1][2] > 0 or any(lag < published.total for _, _, lag in lags), "the kills came after the end"
         with WorkerProcess(broker.url, log, app_id=APP_ID, web_port=free_port(), data_dir=tmp_path / "last") as last:
-            idle = wait_idle_or_stalled(bootstrap, APP_ID, timeout=60 + published.total / 500, stall=10)
+            idle = wait_idle_or_stalled(bootstrap, APP_ID, timeout=60 + published.total / 500, stall=30)
             outputs = read_outputs(bootstrap)
             assert "outboxes checked" in last.log_text()
     assert_exactly_the_labels(outputs, labels, idle)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from collections import Counter
 
 import pytest
 
@@ -61,7 +62,7 @@ def test_the_surviving_worker_takes_over_a_killed_workers_partitions_and_the_out
             lag = group_lag(bootstrap, APP_ID, consumed_topics(APP_ID))
             a.kill()
             assert 0 < lag < total + 10_000, f"killed at lag {lag}: not mid-stream"
-            idle = wait_idle_or_stalled(bootstrap, APP_ID, timeout=90, stall=10)
+            idle = wait_idle_or_stalled(bootstrap, APP_ID, timeout=90, stall=30)
             took_over = re.findall(r"outboxes checked partitions=(\d+)", b.log_text())
             assert took_over and int(took_over[-1]) == 8, f"the survivor did not take all 8 partitions: {took_over}"
             got = {topic: read_topic(bootstrap, topic) for topic in OUTPUT_TOPICS}
@@ -74,8 +75,21 @@ def test_the_surviving_worker_takes_over_a_killed_workers_partitions_and_the_out
     for topic in OUTPUT_TOPICS:
         want = reference.output(topic)
         assert canonical(got[topic]) == canonical(want), (
-            f"{topic}: {len(got[topic])} records, the uninterrupted run {len(want)}")
+            f"{topic}: {len(got[topic])} records, the uninterrupted run {len(want)}; "
+            f"only here {_kinds(got[topic], want)}, only in the uninterrupted run {_kinds(want, got[topic])}")
     assert len(reference.output(T.VIOLATION_WARNINGS)) > 100
+
+
+def _kinds(records: list[dict], other: list[dict]) -> dict[str, int]:
+    """How many of `records` are not in `other`, by rule (or metric, or decision) and stage."""
+    rest = set(canonical(other))
+    missing = [r for r, text in zip(records, map(canonical_one, records)) if text not in rest]
+    return dict(Counter(f"{r.get('rule') or r.get('metric') or r.get('decision')} {r.get('stage', '')}".strip()
+                        for r in missing))
+
+
+def canonical_one(record: dict) -> str:
+    return canonical([record])[0]
 
 
 def _assigned(worker: WorkerProcess) -> bool:
