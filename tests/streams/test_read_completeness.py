@@ -1,0 +1,198 @@
+"""Every input record is processed, whatever the consumer skips, and only what landed is committed.
+
+Faust can hand a partition over with holes, or stop delivering its tail, when a worker starts on
+it mid-stream (README "Delivery guarantees"). The shell reads each partition contiguously from
+the group's committed offset: a hole is read back when the next record shows it, a tail when the
+partition stays quiet. These tests drive the real Shell through the in-process engine with a
+consumer that loses records.
+"""
+
+import asyncio
+import time
+from datetime import datetime, timezone
+
+import orjson
+import pytest
+
+from processors.config import load_rules
+from streams import topics as T
+from streams import worker
+from streams.delivery import commit_what_landed
+from streams.inprocess import InProcessEngine
+from streams.worker import Record
+from tests.integration.simulated import simulated_stream
+from tests.streams.conftest import EXAMPLES
+
+OUTPUT_TOPICS = (T.VIOLATION_WARNINGS, T.CANCELLATION_OUTCOMES, T.SHOP_ALERTS)
+SCENARIOS = sorted(EXAMPLES.glob("*.jsonl"))
+
+
+class LossyEngine(InProcessEngine):
+    """The in-process engine behind a consumer that silently skips the records `lose` picks."""
+
+    def __init__(self, lose):
+        super().__init__(load_rules())
+        # as in the worker: the feeds carry watermarks, so a side never runs ahead of records
+        # the other side has yet to forward (in process they usually arrive at once)
+        self.shell.in_band_marks = True
+        self.lose = lose
+        self.lost: list[Record] = []
+        self.shell.read_range = self._read_range
+        self.shell.committed = self._committed
+
+    async def _read_range(self, topic, partition, start, stop):
+        return self.log[topic][partition][start:stop]
+
+    async def _committed(self):
+        return {}  # nothing committed yet: every partition starts at 0
+
+    async def _deliver(self, record):
+        if self.lose(record):
+            self.lost.append(record)
+            return
+        await super()._deliver(record)
+
+
+def outputs(engine):
+    """Each output topic's records (sorted: the records read back are processed in another order)."""
+    return {topic: sorted(engine.output(topic), key=lambda r: orjson.dumps(r, option=orjson.OPT_SORT_KEYS))
+            for topic in OUTPUT_TOPICS}
+
+
+def run(engine, scenarios=SCENARIOS):
+    async def go():
+        for path in scenarios:
+            await engine.run_file(path)
+    asyncio.run(go())
+    return engine
+
+
+@pytest.fixture(scope="module")
+def stream(tmp_path_factory):
+    """A simulated stream with every rule, cancellations and shop alerts (150 orders)."""
+    events, _ = simulated_stream(tmp_path_factory.mktemp("stream"), "--orders", "150", "--days", "4", "--seed", "5")
+    return [events]
+
+
+@pytest.fixture(scope="module")
+def reference(stream):
+    return outputs(run(InProcessEngine(load_rules()), stream))
+
+
+def every_other_record(record):
+    return record.topic != T.CLOCK_TICKS and record.offset % 2 == 1
+
+
+def test_records_the_consumer_skipped_are_read_back_and_the_outputs_are_those_of_a_lossless_run(stream, reference):
+    engine = LossyEngine(every_other_record)
+    run(engine, stream)
+    assert engine.shell.metrics.offset_gaps > 0  # holes: read back when the next record shows them
+    # tails: no later record shows them; read once their partition has been quiet long enough
+    rounds = 0
+    while any(engine.log[t][p][engine.shell.next_offsets.get((t, p), 0):] for t, p in engine._assigned()):
+        rounds += 1
+        assert rounds < 20, "the tails were never read"
+        engine.shell.stall_checked, engine.shell.last_seen = 0.0, {tp: 0.0 for tp in engine._assigned()}
+        asyncio.run(engine.shell._read_stalled())
+        asyncio.run(engine._drain())
+    assert len(engine.lost) > 1000 and engine.shell.metrics.refetched == len(engine.lost)
+    assert outputs(engine) == reference
+    assert len(reference[T.VIOLATION_WARNINGS]) > 30 and reference[T.SHOP_ALERTS]
+
+
+def test_a_partition_whose_tail_was_skipped_is_read_only_after_it_has_been_quiet(monkeypatch):
+    engine = LossyEngine(lambda record: record.topic == T.ORDER_PAID)
+    run(engine, SCENARIOS[:3])
+    paid = {(T.ORDER_PAID, p): len(records) for p, records in engine.log[T.ORDER_PAID].items() if records}
+    assert paid and engine.shell.metrics.refetched == 0
+    asyncio.run(engine.shell._read_stalled())  # just delivered: not yet quiet
+    assert engine.shell.metrics.refetched == 0
+    clock = {"now": time.monotonic() + 100}
+    monkeypatch.setattr(worker.time, "monotonic", lambda: clock["now"])
+    asyncio.run(engine.shell._read_stalled())  # first look: every partition's quiet time starts now
+    clock["now"] += worker.STALLED_AFTER_S
+    asyncio.run(engine.shell._read_stalled())
+    assert {tp: engine.shell.committable(tp) for tp in paid} == paid
+
+
+def test_what_a_partition_may_commit_is_the_offset_after_its_last_landed_record():
+    engine = run(InProcessEngine(load_rules()), SCENARIOS[:2])
+    shell = engine.shell
+    for (topic, partition), records in ((tp, engine.log[tp[0]][tp[1]]) for tp in
+                                        [(T.ORDER_PAID, p) for p in range(8)] + [(T.TRACKING_SCANS, p) for p in range(8)]):
+        assert shell.committable((topic, partition)) == (len(records) or None)
+
+
+def test_a_replayed_record_neither_moves_the_commit_back_nor_the_processed_offset():
+    engine = run(InProcessEngine(load_rules()), SCENARIOS[:1])
+    shell = engine.shell
+    tp, records = next(((T.ORDER_PAID, p), rs) for p, rs in engine.log[T.ORDER_PAID].items() if len(rs) >= 1)
+    before, processed = shell.committable(tp), shell.processed[tp]
+    asyncio.run(shell.order_batch([records[0]]))
+    assert shell.committable(tp) == before and shell.processed[tp] == processed
+    assert shell.metrics.replayed == 1
+
+
+def test_records_of_a_partition_no_longer_assigned_are_dropped_and_never_committed():
+    engine = run(InProcessEngine(load_rules()), SCENARIOS[:1])
+    shell = engine.shell
+    owned = [(t, p) for t, p in engine._assigned() if p != 3]
+    shell.assigned = lambda: owned
+    shell.on_assigned()
+    paid = Record(T.ORDER_PAID, 3, 0, b"late", b'{"not": "read"}')
+    asyncio.run(shell.order_batch([paid]))
+    assert shell.metrics.not_owned == 1 and shell.metrics.dead_letters == 0
+    assert shell.committable((T.ORDER_PAID, 3)) is None
+
+
+def test_a_partition_new_to_the_worker_starts_at_the_groups_committed_offset():
+    engine = LossyEngine(lambda record: False)
+    run(engine)
+    shell = engine.shell
+    tp, records = next(((T.ORDER_PAID, p), rs) for p, rs in engine.log[T.ORDER_PAID].items() if len(rs) >= 2)
+
+    async def committed():
+        return {tp: 0}
+
+    shell.committed = committed
+    shell.on_assigned()
+    shell.next_offsets.pop(tp)  # as if the partition had just been assigned to us
+    shell.landed.pop(tp)
+    got = asyncio.run(shell._complete([records[-1]]))
+    assert got == records  # from the committed offset 0 on, the last one included
+
+
+def test_watermarks_go_out_again_when_the_partitions_they_vouch_for_change():
+    engine = InProcessEngine(load_rules())
+    shell = engine.shell
+    at = datetime(2026, 3, 1, tzinfo=timezone.utc)
+    half = [(t, p) for t, p in engine._assigned() if p < 4]
+    shell.assigned = lambda: half
+    first = shell._marks(at, at)
+    assert first and shell._marks(at, at) == []  # the same time for the same partitions: nothing new
+    shell.assigned = engine._assigned  # took over the other half
+    again = shell._marks(at, at)
+    assert again and all(b'"sources":[0,1,2,3,4,5,6,7]' in o.value for o in again)
+
+
+class FaustLikeConsumer:
+    """Faust's commit computation, reduced to what `commit_what_landed` relies on."""
+
+    def __init__(self):
+        self.asked = []
+
+    def _new_offset(self, tp):
+        self.asked.append(tp)
+        return 99  # whatever Faust's acknowledgements would say
+
+
+def test_the_consumer_commits_what_the_shell_says_landed_and_nothing_where_nothing_landed():
+    from faust.types import TP
+
+    consumer = FaustLikeConsumer()
+    landed = {("order-paid", 0): 7}
+    commit_what_landed(consumer, landed.get)
+    commit_what_landed(consumer, landed.get)  # once per assignment: the second call changes nothing
+    assert consumer._new_offset(TP("order-paid", 0)) == 7
+    assert consumer._new_offset(TP("order-paid", 1)) is None
+    assert consumer.asked == [TP("order-paid", 0), TP("order-paid", 1)]  # Faust's own still runs
