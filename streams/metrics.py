@@ -114,6 +114,7 @@ class Snapshot:
     duplicates: int = 0
     offset_gaps: int = 0
     replayed: int = 0
+    refetched: int = 0
     latency: Optional[Histogram] = None
     open_orders: int = 0
     open_waybills: int = 0
@@ -181,6 +182,9 @@ def families(snapshot: Snapshot) -> list[Family]:
         Family("shipguard_offset_gaps_total", "counter",
                "Records that came further on than the next one of their partition (records skipped by the consumer)",
                (sample(snapshot.offset_gaps),)),
+        Family("shipguard_records_refetched_total", "counter",
+               "Records the consumer skipped that the worker read from the broker itself and processed",
+               (sample(snapshot.refetched),)),
         Family("shipguard_replayed_total", "counter",
                "Records that came again behind the next one of their partition (read twice; no second effect)",
                (sample(snapshot.replayed),)),
