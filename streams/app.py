@@ -198,11 +198,22 @@ def build_app(settings: Settings, rules: RulesConfig, faust_overrides: Optional[
 
     async def committed() -> dict[tuple[str, int], int]:
         # the group's committed offsets from the broker (Faust's copy is set only after its
-        # seek, and records can arrive before: the hole Shell._complete closes)
+        # seek, and records can arrive before: the hole Shell._complete closes); a broker that
+        # does not answer is asked again (an outage) for a minute before the worker gives up
         from streams import admin
 
-        return await asyncio.to_thread(admin.committed_offsets, settings.bootstrap_servers, settings.app_id,
-                                       security=security.kafka_python_kwargs(settings))
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await asyncio.to_thread(admin.committed_offsets, settings.bootstrap_servers, settings.app_id,
+                                               security=security.kafka_python_kwargs(settings))
+            except Exception as exc:  # BrokerUnreachable, or kafka-python's errors
+                if attempt == 12:
+                    raise
+                log.warning("committed offsets of group %s not read (attempt %d): %s; asking again in 5 s",
+                            settings.app_id, attempt, exc)
+                await asyncio.sleep(5)
 
     async def read_range(topic: str, partition: int, start: int, stop: int) -> list[Record]:
         return [Record(topic, partition, r.offset, r.key, r.value)

@@ -139,7 +139,7 @@ def commit_what_landed(consumer: Any, committable: Callable[[tuple[str, int]], O
     and landed (`Shell.committable`): that is what is committed, and nothing for a partition
     without a landed record. Faust's own computation still runs, to trim its bookkeeping.
     """
-    if getattr(consumer, "_shipguard_commits", None) is committable:
+    if getattr(consumer, "_shipguard_commits", None) == committable:
         return
     faust_new_offset = type(consumer)._new_offset
 

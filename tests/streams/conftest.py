@@ -1,3 +1,4 @@
+import asyncio
 import json
 from pathlib import Path
 
@@ -7,6 +8,16 @@ from processors.config import load_rules
 from streams.inprocess import InProcessEngine
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "data" / "examples"
+SCENARIOS = sorted(EXAMPLES.glob("*.jsonl"))
+
+
+def run_files(engine: InProcessEngine, paths=SCENARIOS) -> InProcessEngine:
+    """Publish every line of each replay file in `paths` through `engine`, in order; the engine."""
+    async def go():
+        for path in paths:
+            await engine.run_file(path)
+    asyncio.run(go())
+    return engine
 
 
 @pytest.fixture

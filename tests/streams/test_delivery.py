@@ -15,10 +15,9 @@ from streams import topics as T
 from streams.delivery import _NoAmbiguousRetry
 from streams.inprocess import InProcessEngine
 from streams.worker import Outgoing, StateStore
-from tests.streams.conftest import EXAMPLES
+from tests.streams.conftest import SCENARIOS, run_files
 
 OUTPUT_TOPICS = (T.VIOLATION_WARNINGS, T.CANCELLATION_OUTCOMES, T.SHOP_ALERTS)
-SCENARIOS = sorted(EXAMPLES.glob("*.jsonl"))
 
 
 # ---- the producer: an unanswered request fails instead of being sent again ----------------------
@@ -121,33 +120,25 @@ def outputs(engine):
     return {topic: engine.output(topic) for topic in OUTPUT_TOPICS}
 
 
-def run_all(engine, scenarios=SCENARIOS):
-    async def go():
-        for path in scenarios:
-            await engine.run_file(path)
-    asyncio.run(go())
-    return engine
-
-
 @pytest.fixture(scope="module")
 def reference():
-    return outputs(run_all(InProcessEngine(load_rules())))
+    return outputs(run_files(InProcessEngine(load_rules())))
 
 
 def test_an_output_that_landed_although_its_send_failed_is_not_sent_again(reference, monkeypatch):
     monkeypatch.setattr(asyncio, "sleep", _no_sleep)
-    engine = run_all(engine_with_outbox(lambda item, n: "landed" if n == 1 else None))
+    engine = run_files(engine_with_outbox(lambda item, n: "landed" if n == 1 else None))
     assert outputs(engine) == reference and reference[T.VIOLATION_WARNINGS]
 
 
 def test_an_output_whose_send_failed_before_it_landed_is_sent_again_once(reference, monkeypatch):
     monkeypatch.setattr(asyncio, "sleep", _no_sleep)
-    engine = run_all(engine_with_outbox(lambda item, n: "lost" if n <= 2 else None))
+    engine = run_files(engine_with_outbox(lambda item, n: "lost" if n <= 2 else None))
     assert outputs(engine) == reference
 
 
 def test_every_batch_leaves_its_output_messages_in_its_partitions_outbox():
-    engine = run_all(engine_with_outbox())
+    engine = run_files(engine_with_outbox())
     boxes = dict(engine.shell.outbox.items())
     held = {item.identity for box in boxes.values() for item in box.items if item.identity}
     emitted = {identity(t, v) for t, values in outputs(engine).items() for v in values}
@@ -156,7 +147,7 @@ def test_every_batch_leaves_its_output_messages_in_its_partitions_outbox():
 
 
 def test_recovery_sends_what_an_outbox_holds_and_the_topic_lacks_and_never_emits_it_again():
-    engine = run_all(engine_with_outbox())
+    engine = run_files(engine_with_outbox())
     shell = engine.shell
     # a crash: the last batch of some partition wrote its outbox (and state) but its outputs were lost
     key, box = next((k, b) for k, b in shell.outbox.items() if any(i.identity for i in b.items))

@@ -21,10 +21,9 @@ from streams.delivery import commit_what_landed
 from streams.inprocess import InProcessEngine
 from streams.worker import Record
 from tests.integration.simulated import simulated_stream
-from tests.streams.conftest import EXAMPLES
+from tests.streams.conftest import SCENARIOS, run_files
 
 OUTPUT_TOPICS = (T.VIOLATION_WARNINGS, T.CANCELLATION_OUTCOMES, T.SHOP_ALERTS)
-SCENARIOS = sorted(EXAMPLES.glob("*.jsonl"))
 
 
 class LossyEngine(InProcessEngine):
@@ -59,14 +58,6 @@ def outputs(engine):
             for topic in OUTPUT_TOPICS}
 
 
-def run(engine, scenarios=SCENARIOS):
-    async def go():
-        for path in scenarios:
-            await engine.run_file(path)
-    asyncio.run(go())
-    return engine
-
-
 @pytest.fixture(scope="module")
 def stream(tmp_path_factory):
     """A simulated stream with every rule, cancellations and shop alerts (150 orders)."""
@@ -76,7 +67,7 @@ def stream(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def reference(stream):
-    return outputs(run(InProcessEngine(load_rules()), stream))
+    return outputs(run_files(InProcessEngine(load_rules()), stream))
 
 
 def every_other_record(record):
@@ -85,7 +76,7 @@ def every_other_record(record):
 
 def test_records_the_consumer_skipped_are_read_back_and_the_outputs_are_those_of_a_lossless_run(stream, reference):
     engine = LossyEngine(every_other_record)
-    run(engine, stream)
+    run_files(engine, stream)
     assert engine.shell.metrics.offset_gaps > 0  # holes: read back when the next record shows them
     # tails: no later record shows them; read once their partition has been quiet long enough
     rounds = 0
@@ -102,7 +93,7 @@ def test_records_the_consumer_skipped_are_read_back_and_the_outputs_are_those_of
 
 def test_a_partition_whose_tail_was_skipped_is_read_only_after_it_has_been_quiet(monkeypatch):
     engine = LossyEngine(lambda record: record.topic == T.ORDER_PAID)
-    run(engine, SCENARIOS[:3])
+    run_files(engine, SCENARIOS[:3])
     paid = {(T.ORDER_PAID, p): len(records) for p, records in engine.log[T.ORDER_PAID].items() if records}
     assert paid and engine.shell.metrics.refetched == 0
     asyncio.run(engine.shell._read_stalled())  # just delivered: not yet quiet
@@ -116,7 +107,7 @@ def test_a_partition_whose_tail_was_skipped_is_read_only_after_it_has_been_quiet
 
 
 def test_what_a_partition_may_commit_is_the_offset_after_its_last_landed_record():
-    engine = run(InProcessEngine(load_rules()), SCENARIOS[:2])
+    engine = run_files(InProcessEngine(load_rules()), SCENARIOS[:2])
     shell = engine.shell
     for (topic, partition), records in ((tp, engine.log[tp[0]][tp[1]]) for tp in
                                         [(T.ORDER_PAID, p) for p in range(8)] + [(T.TRACKING_SCANS, p) for p in range(8)]):
@@ -124,7 +115,7 @@ def test_what_a_partition_may_commit_is_the_offset_after_its_last_landed_record(
 
 
 def test_a_replayed_record_neither_moves_the_commit_back_nor_the_processed_offset():
-    engine = run(InProcessEngine(load_rules()), SCENARIOS[:1])
+    engine = run_files(InProcessEngine(load_rules()), SCENARIOS[:1])
     shell = engine.shell
     tp, records = next(((T.ORDER_PAID, p), rs) for p, rs in engine.log[T.ORDER_PAID].items() if len(rs) >= 1)
     before, processed = shell.committable(tp), shell.processed[tp]
@@ -134,7 +125,7 @@ def test_a_replayed_record_neither_moves_the_commit_back_nor_the_processed_offse
 
 
 def test_records_of_a_partition_no_longer_assigned_are_dropped_and_never_committed():
-    engine = run(InProcessEngine(load_rules()), SCENARIOS[:1])
+    engine = run_files(InProcessEngine(load_rules()), SCENARIOS[:1])
     shell = engine.shell
     owned = [(t, p) for t, p in engine._assigned() if p != 3]
     shell.assigned = lambda: owned
@@ -147,7 +138,7 @@ def test_records_of_a_partition_no_longer_assigned_are_dropped_and_never_committ
 
 def test_a_partition_new_to_the_worker_starts_at_the_groups_committed_offset():
     engine = LossyEngine(lambda record: False)
-    run(engine)
+    run_files(engine)
     shell = engine.shell
     tp, records = next(((T.ORDER_PAID, p), rs) for p, rs in engine.log[T.ORDER_PAID].items() if len(rs) >= 2)
 
