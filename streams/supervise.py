@@ -146,20 +146,37 @@ def wait_idle(bootstrap: Sequence[str], app_id: str, timeout: float = 60.0, sett
 
 
 def wait_idle_or_stalled(bootstrap: Sequence[str], app_id: str, timeout: float = 120.0, stall: float = 15.0,
-                         security: Optional[Mapping[str, Any]] = None) -> bool:
-    """True once the group has committed everything; False when its lag has not moved for
-    `stall` seconds (a worker stuck behind a hole) or `timeout` has passed."""
+                         settle: float = 3.0, security: Optional[Mapping[str, Any]] = None) -> bool:
+    """True once the group has committed everything and nothing was written for `settle` seconds;
+    False when its lag has not moved for `stall` seconds (a stuck worker) or `timeout` has passed.
+
+    Committed is not finished: the last timers fire on ticks after the last input, once the
+    other side's watermarks arrived (feed records, which the group then reads and commits), so
+    the consumed and the output topics must also stop growing.
+    """
+    from streams.admin import end_offsets
+
     started = time.monotonic()
     topics = consumed_topics(app_id)
+    watched = topics + T.OUTPUT_TOPICS
     last, since = None, time.monotonic()
+    quiet_ends, quiet_since = None, time.monotonic()
     while time.monotonic() - started < timeout:
         lag = group_lag(bootstrap, app_id, topics, security)
         if lag == 0:
-            return True
+            ends = sum(sum(end_offsets(bootstrap, topic, security).values()) for topic in watched)
+            if ends != quiet_ends:
+                quiet_ends, quiet_since = ends, time.monotonic()
+            elif time.monotonic() - quiet_since >= settle:
+                return True
+        else:
+            quiet_ends = None
         if lag != last:
             last, since = lag, time.monotonic()
-        elif time.monotonic() - since > stall:
+        elif lag and time.monotonic() - since > stall:
             return False
+        time.sleep(0.5)
+    return False
         time.sleep(0.5)
     return False
 
