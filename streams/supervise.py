@@ -177,8 +177,6 @@ def wait_idle_or_stalled(bootstrap: Sequence[str], app_id: str, timeout: float =
             return False
         time.sleep(0.5)
     return False
-        time.sleep(0.5)
-    return False
 
 
 def read_topic(bootstrap: Sequence[str], topic: str, timeout: float = 2.0,
