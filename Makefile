@@ -21,7 +21,8 @@ run: setup  ## broker + worker + a simulated shop-week, warnings as they arrive 
 
 test: setup  ## the whole suite: unit, streams, integration (real broker and worker); installs Chromium if missing
 	@scripts/ensure-chromium.sh
-	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile -m "not alone"
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m alone
 
 test-fast: setup  ## unit and streams tiers only (no broker)
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/unit tests/streams

@@ -146,13 +146,14 @@ def wait_idle(bootstrap: Sequence[str], app_id: str, timeout: float = 60.0, sett
 
 
 def wait_idle_or_stalled(bootstrap: Sequence[str], app_id: str, timeout: float = 120.0, stall: float = 15.0,
-                         settle: float = 3.0, security: Optional[Mapping[str, Any]] = None) -> bool:
+                         settle: float = 12.0, security: Optional[Mapping[str, Any]] = None) -> bool:
     """True once the group has committed everything and nothing was written for `settle` seconds;
     False when its lag has not moved for `stall` seconds (a stuck worker) or `timeout` has passed.
 
     Committed is not finished: the last timers fire on ticks after the last input, once the
     other side's watermarks arrived (feed records, which the group then reads and commits), so
-    the consumed and the output topics must also stop growing.
+    the consumed and the output topics must also stop growing; for longer than a partition may
+    stay quiet before the worker reads it itself (streams.worker.STALLED_AFTER_S).
     """
     from streams.admin import end_offsets
 

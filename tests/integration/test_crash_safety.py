@@ -30,7 +30,7 @@ from streams.supervise import (WorkerFailed, WorkerProcess, consumed_topics, gro
                                wait_idle_or_stalled)
 from tests.integration.simulated import simulated_stream
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.alone]
 APP_ID = "shipguard-crash"
 OUTPUT_TOPICS = (T.VIOLATION_WARNINGS, T.CANCELLATION_OUTCOMES, T.SHOP_ALERTS)
 

@@ -24,7 +24,7 @@ from streams.supervise import WorkerProcess, consumed_topics, group_lag, read_to
 from tests.integration.test_crash_safety import OUTPUT_TOPICS, repeated
 from tests.integration.simulated import simulated_stream
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.alone]
 APP_ID = "shipguard-failover"
 
 
