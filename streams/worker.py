@@ -485,9 +485,7 @@ class Shell:
             log.warning("partition stalled topic=%s partition=%d at=%d end=%d: read %d records ourselves",
                         tp[0], tp[1], start, ends.get(tp, 0), len(records))
             self.metrics.refetched += len(records)
-            records = await self._complete(records)
-            await self.sides[tp[0]](records)
-            self._land(records)
+            await self._handle(self.sides[tp[0]], records)
 
     async def _start_of(self, tp: tuple[str, int], first: int) -> int:
         """Where a partition new to this worker starts: the group's committed offset (0 if none).
@@ -499,6 +497,12 @@ class Shell:
         if self.starts is None:
             self.starts = await self.committed()
         return self.starts.get(tp, 0)
+
+    async def _handle(self, side: Callable[[list[Record]], Awaitable[None]], records: list[Record]) -> None:
+        """Complete `records` (what the consumer skipped put back), apply them on `side`, land them."""
+        records = await self._complete(records)
+        await side(records)
+        self._land(records)
 
     def _land(self, records: list[Record]) -> None:
         """The batch of `records` is processed and its state and messages are on the broker."""
@@ -543,9 +547,7 @@ class Shell:
         started = time.monotonic()
         async with self.lock:
             await self._recover_if_needed()
-            records = await self._complete(records)
-            await self._order_batch(records)
-            self._land(records)
+            await self._handle(self._order_batch, records)
         self.metrics.latency.observe(time.monotonic() - started)
 
     async def _order_batch(self, records: list[Record]) -> None:
@@ -639,9 +641,7 @@ class Shell:
         started = time.monotonic()
         async with self.lock:
             await self._recover_if_needed()
-            records = await self._complete(records)
-            await self._waybill_batch(records)
-            self._land(records)
+            await self._handle(self._waybill_batch, records)
         self.metrics.latency.observe(time.monotonic() - started)
 
     async def _waybill_batch(self, records: list[Record]) -> None:
@@ -773,9 +773,7 @@ class Shell:
         """Apply a batch of shop facts: rates per shop, alerts to shop-alerts."""
         async with self.lock:
             await self._recover_if_needed()
-            records = await self._complete(records)
-            await self._shop_batch(records)
-            self._land(records)
+            await self._handle(self._shop_batch, records)
 
     async def _shop_batch(self, records: list[Record]) -> None:
         out: list[Outgoing] = []
