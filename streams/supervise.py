@@ -121,14 +121,23 @@ def consumed_topics(app_id: str) -> tuple[str, ...]:
 def group_lag(bootstrap: Sequence[str], group: str, topics: Iterable[str],
               security: Optional[Mapping[str, Any]] = None) -> int:
     """Records not yet committed by `group` over `topics` (real end offsets, not ListOffsets)."""
+    return _lag_and_ends(bootstrap, group, topics, (), security)[0]
+
+
+def _lag_and_ends(bootstrap: Sequence[str], group: str, topics: Iterable[str], also: Iterable[str],
+                  security: Optional[Mapping[str, Any]]) -> tuple[int, dict[tuple[str, int], int]]:
+    """`group`'s lag over `topics`, and the end offsets of `topics` and `also`, in one round of reads.
+
+    The committed offsets are read first: an end read after them is never below them.
+    """
     from streams.admin import committed_offsets, end_offsets
 
     committed = committed_offsets(bootstrap, group, security=security)
-    lag = 0
-    for topic in topics:
-        for partition, end in end_offsets(bootstrap, topic, security).items():
-            lag += max(0, end - max(0, committed.get((topic, partition), 0)))
-    return lag
+    topics = list(topics)
+    ends = {(topic, partition): end for topic in [*topics, *also]
+            for partition, end in end_offsets(bootstrap, topic, security).items()}
+    lag = sum(max(0, end - max(0, committed.get(tp, 0))) for tp, end in ends.items() if tp[0] in topics)
+    return lag, ends
 
 
 def wait_idle(bootstrap: Sequence[str], app_id: str, timeout: float = 60.0, settle: float = 1.0,
@@ -155,17 +164,14 @@ def wait_idle_or_stalled(bootstrap: Sequence[str], app_id: str, timeout: float =
     the consumed and the output topics must also stop growing; for longer than a partition may
     stay quiet before the worker reads it itself (streams.worker.STALLED_AFTER_S).
     """
-    from streams.admin import end_offsets
-
     started = time.monotonic()
     topics = consumed_topics(app_id)
-    watched = topics + T.OUTPUT_TOPICS
     last, since = None, time.monotonic()
     quiet_ends, quiet_since = None, time.monotonic()
     while time.monotonic() - started < timeout:
-        lag = group_lag(bootstrap, app_id, topics, security)
+        lag, offsets = _lag_and_ends(bootstrap, app_id, topics, T.OUTPUT_TOPICS, security)
         if lag == 0:
-            ends = sum(sum(end_offsets(bootstrap, topic, security).values()) for topic in watched)
+            ends = sum(offsets.values())
             if ends != quiet_ends:
                 quiet_ends, quiet_since = ends, time.monotonic()
             elif time.monotonic() - quiet_since >= settle:
