@@ -21,7 +21,7 @@ from streams.broker import EmbeddedBroker, free_port
 from streams.inprocess import InProcessEngine
 from streams.replay import replay
 from streams.supervise import WorkerProcess, consumed_topics, group_lag, read_topic, wait_idle_or_stalled
-from tests.integration.test_crash_safety import OUTPUT_TOPICS, repeated
+from tests.integration.test_crash_safety import KNOWN_TAKEOVER_LIMIT, OUTPUT_TOPICS, repeated
 from tests.integration.simulated import simulated_stream
 
 pytestmark = [pytest.mark.integration, pytest.mark.alone]
@@ -79,10 +79,6 @@ def test_the_surviving_worker_takes_over_a_killed_workers_partitions_and_the_out
         pytest.xfail(f"{KNOWN_TAKEOVER_LIMIT}: twice {twice}; (records, uninterrupted run's, only here, "
                      f"only there) {differ}")
     assert len(reference.output(T.VIOLATION_WARNINGS)) > 100
-
-
-KNOWN_TAKEOVER_LIMIT = ("outputs of a failover differ from the uninterrupted run's (stages twice, deadlines early "
-                        "or a stopped clock after the takeover; README 'Known limits')")
 
 
 def _kinds(records: list[dict], other: list[dict]) -> dict[str, int]:
