@@ -73,26 +73,36 @@ def _table(app: faust.App, name: str, model: type, partitions: int) -> Any:
     return table
 
 
-def _state_store(table: Any, rocksdb: bool, produce: Any) -> StateStore:
-    """The shell's view of a table: the memory store as is, RocksDB addressed by partition."""
+def _state_store(table: Any, rocksdb: bool, produce: Any, recovery: Any) -> StateStore:
+    """The shell's view of a table: the memory store as is, RocksDB addressed by partition.
+
+    Each changelog record the shell writes is also noted where Faust notes the records it read
+    (`recovery.active_offsets`). Faust restores a partition kept through a rebalance from the
+    last offset it knows of: without the note, it read the shell's own records since the last
+    restore again and wrote them over newer state (orders emitting a stage twice, shops losing
+    facts: README "Delivery guarantees").
+    """
     data = table.data
     key_codec, value_codec = table.key_serializer, table.value_serializer
     if rocksdb:
         data = PartitionedStore(data, key_codec.dumps, value_codec.dumps, key_codec.loads, value_codec.loads)
     topic = table.changelog_topic.get_topic_name()
 
-    def persisted(future: Any) -> None:
-        # what Faust's Table._on_changelog_sent does: RocksDB remembers the changelog offset it
-        # holds, so that a restart reads only the records after it
-        if not future.cancelled() and future.exception() is None:
-            meta = future.result()
-            table.data.set_persisted_offset(TP(meta.topic, meta.partition), meta.offset)
+    def written(future: Any) -> None:
+        if future.cancelled() or future.exception() is not None:
+            return
+        meta = future.result()
+        tp = TP(meta.topic, meta.partition)
+        known = recovery.active_offsets.get(tp)
+        if known is None or meta.offset > known:
+            recovery.active_offsets[tp] = meta.offset
+        if rocksdb:  # what Faust's Table._on_changelog_sent does: a restart reads only what follows
+            table.data.set_persisted_offset(tp, meta.offset)
 
     async def write(partition: int, key: str, value: Any) -> Any:
         future = await produce(topic, key_codec.dumps(key), None if value is None else value_codec.dumps(value),
                                partition)
-        if rocksdb:
-            future.add_done_callback(persisted)
+        future.add_done_callback(written)
         return future
 
     return StateStore(data, write)
@@ -223,17 +233,19 @@ def build_app(settings: Settings, rules: RulesConfig, faust_overrides: Optional[
         return app.consumer._committed_offset.get(TP(*key)) or 0
 
     rocksdb = settings.store == "rocksdb"
+    recovery = app.tables.recovery
     shell = Shell(
         ctx=Context(rules=rules, salt=settings.pii_salt), clock_mode=settings.clock, partitions=n,
         app_id=settings.app_id,
-        orders=_state_store(orders, rocksdb, produce), waybills=_state_store(waybills, rocksdb, produce),
-        shops=_state_store(shops, rocksdb, produce),
+        orders=_state_store(orders, rocksdb, produce, recovery),
+        waybills=_state_store(waybills, rocksdb, produce, recovery),
+        shops=_state_store(shops, rocksdb, produce, recovery),
         send=send, assigned=assigned, end_offsets=end_offsets, start_offset=start_offset,
         max_message_bytes=settings.max_message_bytes,
-        outbox=_state_store(outbox, rocksdb, produce), read_back=outputs.read_back,
-        read_range=read_range, committed=committed)
-    ready = {"done": False}
-    install_web(app, shell, lambda: ready["done"])  # /metrics, /health, /order/{order_id}
+        outbox=_state_store(outbox, rocksdb, produce, recovery), read_back=outputs.read_back,
+        read_range=read_range, committed=committed, rebalances=lambda: app.rebalancing_count)
+    shell.open.clear()  # until the first assignment's tables are restored
+    install_web(app, shell, shell.open.is_set)  # /metrics, /health, /order/{order_id}
 
     @app.agent(topic(T.ORDER_PAID, T.WAYBILL_UPLOADED, T.CANCELLATION_REQUESTS, T.CLOCK_TICKS, order_feed),
                name="shipguard.order-side")
@@ -251,19 +263,22 @@ def build_app(settings: Settings, rules: RulesConfig, faust_overrides: Optional[
         async for events in stream.take_events(BATCH_MAX, within=SHOP_BATCH_WITHIN):
             await _or_stop(shell.shop_batch([_record(e) for e in events]))
 
+    @app.on_partitions_revoked.connect
+    async def _revoked(*args: Any, **kwargs: Any) -> None:
+        await shell.pause()
+
     @app.on_partitions_assigned.connect
     async def _assigned(*args: Any, **kwargs: Any) -> None:
-        ready["done"] = False
+        await shell.pause()
         shell.on_assigned()
         commit_what_landed(app.consumer, shell.committable)
 
     @app.timer(0.2, name="shipguard.clock")
     async def clock() -> None:
-        if not ready["done"]:
-            if app.rebalancing or not app.tables.recovery.completed.is_set() or not app.consumer.assignment():
+        if not shell.open.is_set():
+            if app.rebalancing or not recovery.completed.is_set() or not app.consumer.assignment():
                 return
-            shell.rebuild_deadlines()
-            ready["done"] = True
+            shell.resume()
             log.info("shipguard worker ready: clock=%s partitions=%d assigned=%d orders=%d waybills=%d",
                      settings.clock, n, len(app.consumer.assignment()), len(shell.orders), len(shell.waybills))
         await _or_stop(shell.tick())

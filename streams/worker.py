@@ -246,6 +246,7 @@ class Metrics:
     offset_gaps: int = 0  # a record further on than the next one of its partition (skipped records)
     replayed: int = 0     # a record behind the next one of its partition (read again)
     refetched: int = 0    # records the consumer skipped, read by the worker itself (`Shell._complete`)
+    deferred: int = 0     # records delivered while the worker was paused for a rebalance, read again after
     not_owned: int = 0    # records of a partition no longer assigned, delivered late and dropped
 
 
@@ -264,6 +265,7 @@ class Shell:
                  read_back: Optional[Callable[[str, int, int], Awaitable[tuple[list[bytes], int]]]] = None,
                  read_range: Optional[Callable[[str, int, int, int], Awaitable[list[Record]]]] = None,
                  committed: Optional[Callable[[], Awaitable[dict[tuple[str, int], int]]]] = None,
+                 rebalances: Callable[[], int] = lambda: 0,
 ) -> None:
         if clock_mode == "wall" and not ctx.rules.decide_on_read:
             ctx = replace(ctx, rules=ctx.rules.model_copy(update={"decide_on_read": True}))
@@ -323,11 +325,72 @@ class Shell:
         self.landed: dict[tuple[str, int], int] = {}  # partition -> offset after its last landed record
         self.last_seen: dict[tuple[str, int], float] = {}  # partition -> monotonic time of its last record
         self.stall_checked = 0.0
+        # Paused from a rebalance's start until the tables of the new assignment are restored
+        # (`pause`, `resume`): no batch or timer runs against state that Faust is still
+        # writing. `rebalances` counts rebalances started (Faust's counter): a batch waiting for
+        # the end of one is dropped when the next starts, since Faust waits for it to finish.
+        self.open = asyncio.Event()
+        self.open.set()
+        self.serving: set[int] = set()  # the partitions served since the last assignment
+        self.rebalances = rebalances
         self.sides: dict[str, Callable[[list[Record]], Awaitable[None]]] = {
             **{topic: self._order_batch for topic in (T.ORDER_PAID, T.WAYBILL_UPLOADED, T.CANCELLATION_REQUESTS,
                                                       T.CLOCK_TICKS, self.order_feed)},
             T.TRACKING_SCANS: self._waybill_batch, self.waybill_feed: self._waybill_batch,
             self.shop_feed: self._shop_batch}
+
+    # ---- rebalances ------------------------------------------------------------------------
+    async def pause(self) -> None:
+        """A rebalance started: stop processing, and wait for the batch or tick under way.
+
+        Its changelog records are then on the broker before Faust reads the changelogs to
+        restore the new assignment's tables.
+        """
+        if self.open.is_set():
+            log.info("paused for a rebalance: finishing the batch under way")
+        self.open.clear()
+        async with self.lock:
+            pass
+
+    def resume(self) -> None:
+        """The tables of the new assignment are restored: schedule their keys and go on."""
+        self.rebuild_deadlines()
+        self.open.set()
+        log.info("resumed after a rebalance: partitions=%s deferred_records=%d",
+                 sorted(self.owned_partitions()), self.metrics.deferred)
+
+    async def _wait_open(self) -> bool:
+        """Wait until the worker is not paused; False if another rebalance started meanwhile."""
+        started = self.rebalances()
+        while not self.open.is_set():
+            if self.rebalances() != started:
+                return False
+            try:
+                await asyncio.wait_for(self.open.wait(), timeout=0.5)
+            except asyncio.TimeoutError:
+                pass
+        return True
+
+    async def _run(self, side: Callable[[list[Record]], Awaitable[None]], records: list[Record]) -> None:
+        """Process a batch delivered by the consumer, once the worker is not paused.
+
+        A batch that cannot wait (a new rebalance started) is dropped: nothing of it lands, so
+        nothing is committed, and its records are read again (`_complete`, `_read_stalled`).
+        """
+        if await self._wait_open():
+            async with self.lock:
+                if self.open.is_set():
+                    await self._recover_if_needed()
+                    await self._handle(side, records)
+                    return
+        self.metrics.deferred += len(records)
+
+    def owned_partitions(self) -> set[int]:
+        """The state partitions this worker serves (every topic is co-partitioned with order-paid).
+
+        A table can also hold other workers' keys (Faust's standby copies): their owners fire them.
+        """
+        return {p for t, p in self.assigned() if t == T.ORDER_PAID}
 
     # ---- time -----------------------------------------------------------------------------
     def caught_up(self, tp: tuple[str, int], processed: Optional[dict] = None) -> bool:
@@ -545,9 +608,7 @@ class Shell:
     async def order_batch(self, records: list[Record]) -> None:
         """Apply a batch of order-side records, persist dirty orders, emit, then fire timers."""
         started = time.monotonic()
-        async with self.lock:
-            await self._recover_if_needed()
-            await self._handle(self._order_batch, records)
+        await self._run(self._order_batch, records)
         self.metrics.latency.observe(time.monotonic() - started)
 
     async def _order_batch(self, records: list[Record]) -> None:
@@ -639,9 +700,7 @@ class Shell:
     async def waybill_batch(self, records: list[Record]) -> None:
         """Apply a batch of scans and registrations, persist dirty numbers, forward to orders."""
         started = time.monotonic()
-        async with self.lock:
-            await self._recover_if_needed()
-            await self._handle(self._waybill_batch, records)
+        await self._run(self._waybill_batch, records)
         self.metrics.latency.observe(time.monotonic() - started)
 
     async def _waybill_batch(self, records: list[Record]) -> None:
@@ -704,6 +763,8 @@ class Shell:
     async def tick(self) -> None:
         """Stream time may have moved: publish the waybill-side watermark, fire due timers."""
         async with self.lock:
+            if not self.open.is_set():
+                return
             await self._recover_if_needed()
             await self._read_stalled()
             await self._tick()
@@ -759,9 +820,10 @@ class Shell:
               put: Callable[[str, Any, int], None]) -> list[tuple[str, Any, int]]:
         """Run `on_time` for every key due by `now`, reschedule and store it: (key, step, partition) each."""
         fired = []
+        owned = self.owned_partitions()
         for key in deadlines.pop_due(now):
             state = store.get(key)
-            if state is None:
+            if state is None or state.partition not in owned:
                 continue
             step = on_time(state, now)
             deadlines.set(key, step.next_deadline)  # before the put: an order stores its wake_at
@@ -771,9 +833,7 @@ class Shell:
 
     async def shop_batch(self, records: list[Record]) -> None:
         """Apply a batch of shop facts: rates per shop, alerts to shop-alerts."""
-        async with self.lock:
-            await self._recover_if_needed()
-            await self._handle(self._shop_batch, records)
+        await self._run(self._shop_batch, records)
 
     async def _shop_batch(self, records: list[Record]) -> None:
         out: list[Outgoing] = []
@@ -798,17 +858,22 @@ class Shell:
         await self._tick()
 
     def rebuild_deadlines(self) -> None:
-        """After recovery or a rebalance, schedule every stored key again (the heap is not stored)."""
+        """After recovery or a rebalance, schedule every key of ours again (the heap is not stored)."""
+        owned = self.owned_partitions()
         self.order_deadlines = Deadlines()
         self.waybill_deadlines = Deadlines()
         for order_id, state in self.orders.items():
+            if state.partition not in owned:
+                continue
             wake = state.wake_at if state.wake_at is not None else order_rules.next_deadline(state, self.ctx)
             self.order_deadlines.set(order_id, wake)
         for number, state in self.waybills.items():
-            self.waybill_deadlines.set(number, state.expires_at(self.ctx.rules.scan_retention))
+            if state.partition in owned:
+                self.waybill_deadlines.set(number, state.expires_at(self.ctx.rules.scan_retention))
         self.shop_deadlines = Deadlines()
         for shop_id, state in self.shops.items():
-            self.shop_deadlines.set(shop_id, shop_rules.next_deadline(state, self.ctx.rules))
+            if state.partition in owned:
+                self.shop_deadlines.set(shop_id, shop_rules.next_deadline(state, self.ctx.rules))
 
     # ---- delivery -------------------------------------------------------------------------
     async def _emit(self, out: list[Outgoing]) -> None:
@@ -904,6 +969,13 @@ class Shell:
         # again from its last commit: replays); one new to us starts at the group's committed
         # offset, asked at its first record (_complete)
         owned = set(self.assigned())
+        gained = self.owned_partitions() - self.serving
+        self.serving = self.owned_partitions()
+        if gained:
+            # each side's time was bounded by the marks on the feed partitions it read; the new
+            # partitions' feeds are not read yet, and their keys must not be judged by it: time
+            # starts again from the marks and inputs of every partition now served
+            self.order_clock, self.waybill_clock, self.shop_clock = SideClock(), SideClock(), SideClock()
         self.next_offsets = {tp: n for tp, n in self.next_offsets.items() if tp in owned}
         self.landed = {tp: n for tp, n in self.landed.items() if tp in owned}
         self.last_seen = {}
