@@ -271,7 +271,7 @@ def build_app(settings: Settings, rules: RulesConfig, faust_overrides: Optional[
     async def _assigned(*args: Any, **kwargs: Any) -> None:
         await shell.pause()
         shell.on_assigned()
-        commit_what_landed(app.consumer, shell.committable)
+        commit_what_landed(app.consumer, shell.committable, lambda: shell.landed)
 
     @app.timer(0.2, name="shipguard.clock")
     async def clock() -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterable, Iterator, Optional
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaConnectionError, RequestTimedOutError
@@ -129,7 +129,8 @@ class OutputClient:
         self.producer = self.consumer = None
 
 
-def commit_what_landed(consumer: Any, committable: Callable[[tuple[str, int]], Optional[int]]) -> None:
+def commit_what_landed(consumer: Any, committable: Callable[[tuple[str, int]], Optional[int]],
+                       landed: Callable[[], Iterable[tuple[str, int]]] = tuple) -> None:
     """Make Faust's `consumer` commit, per partition, what `committable` says has landed; idempotent.
 
     Faust computes a commit from the offsets its streams acknowledged and from the holes it
@@ -138,14 +139,32 @@ def commit_what_landed(consumer: Any, committable: Callable[[tuple[str, int]], O
     behind records that were processed. The shell knows exactly which records it processed
     and landed (`Shell.committable`): that is what is committed, and nothing for a partition
     without a landed record. Faust's own computation still runs, to trim its bookkeeping.
+
+    Faust only looks at partitions it delivered records of since the assignment; a partition
+    whose records the shell read itself (a tail Faust never delivered) is added from `landed`,
+    else its commit would stay behind for good.
     """
     if getattr(consumer, "_shipguard_commits", None) == committable:
         return
     faust_new_offset = type(consumer)._new_offset
+    faust_pending = type(consumer)._filter_tps_with_pending_acks
 
     def _new_offset(tp: Any) -> Optional[int]:
         faust_new_offset(consumer, tp)
         return committable((tp.topic, tp.partition))
 
+    def _filter_tps_with_pending_acks(topics: Any = None) -> Iterator[Any]:
+        from faust.types import TP
+
+        seen = set()
+        for tp in faust_pending(consumer, topics):
+            seen.add(tp)
+            yield tp
+        for topic, partition in list(landed()):
+            tp = TP(topic, partition)
+            if tp not in seen and (topics is None or tp in topics or topic in topics):
+                yield tp
+
     consumer._new_offset = _new_offset
+    consumer._filter_tps_with_pending_acks = _filter_tps_with_pending_acks
     consumer._shipguard_commits = committable

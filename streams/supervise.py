@@ -124,6 +124,21 @@ def group_lag(bootstrap: Sequence[str], group: str, topics: Iterable[str],
     return _lag_and_ends(bootstrap, group, topics, (), security)[0]
 
 
+def lagging(bootstrap: Sequence[str], group: str, topics: Iterable[str],
+            security: Optional[Mapping[str, Any]] = None) -> dict[tuple[str, int], tuple[int, int]]:
+    """The partitions of `topics` that `group` has not committed to the end: (committed, end) each."""
+    from streams.admin import committed_offsets, end_offsets
+
+    committed = committed_offsets(bootstrap, group, security=security)
+    behind = {}
+    for topic in topics:
+        for partition, end in end_offsets(bootstrap, topic, security).items():
+            done = max(0, committed.get((topic, partition), 0))
+            if done < end:
+                behind[(topic, partition)] = (done, end)
+    return behind
+
+
 def _lag_and_ends(bootstrap: Sequence[str], group: str, topics: Iterable[str], also: Iterable[str],
                   security: Optional[Mapping[str, Any]]) -> tuple[int, dict[tuple[str, int], int]]:
     """`group`'s lag over `topics`, and the end offsets of `topics` and `also`, in one round of reads.

@@ -1,0 +1,158 @@
+"""A rebalance hands partitions and their state from one worker to another without changing outputs.
+
+README "Delivery guarantees" (Takeover): the shell pauses from a rebalance until the new
+assignment's tables are restored; Faust's restore does not read the shell's own changelog
+records again over newer state; each side's time starts again when partitions are gained; and
+only keys of the partitions a worker serves are scheduled and fired (a table can hold standby
+copies of other workers' keys).
+"""
+
+import asyncio
+from collections import Counter
+from datetime import datetime, timezone
+from types import SimpleNamespace
+
+from faust.types import TP
+
+from processors.config import load_rules
+from streams import topics as T
+from streams.app import _state_store
+from streams.inprocess import InProcessEngine
+from streams.serde import KeyCodec, StateCodec
+from schemas.state import OrderState
+from tests.streams.conftest import SCENARIOS, run_files
+
+AT = datetime(2026, 3, 1, tzinfo=timezone.utc)
+
+
+def paid_record(engine, order_id="takeover-1"):
+    """An order-paid record appended to the engine's log (not yet delivered)."""
+    value = (b'{"event_id":"e-' + order_id.encode() + b'","order_id":"' + order_id.encode() + b'",'
+             b'"shop_id":"s1","platform":"DOUYIN","paid_at":"2026-03-01T08:00:00Z","promised_ship_by":'
+             b'"2026-03-03T08:00:00Z","amount":"10.00","currency":"CNY","recipient":{"name":"n","phone":'
+             b'"13800000000","province":"p","city":"c","address":"a"},"items":[{"sku":"x","qty":1}]}')
+    return engine._append(T.ORDER_PAID, order_id.encode(), value, None)
+
+
+def test_a_paused_worker_processes_no_batch_until_the_restore_ends_and_then_processes_it():
+    engine = InProcessEngine(load_rules())
+    shell = engine.shell
+    record = paid_record(engine)
+
+    async def go():
+        await shell.pause()
+        batch = asyncio.create_task(shell.order_batch([record]))
+        await asyncio.sleep(0.2)
+        waited = not batch.done() and shell.committable((record.topic, record.partition)) is None
+        await shell.tick()  # the clock does nothing while paused either
+        shell.resume()
+        await asyncio.wait_for(batch, 2)
+        return waited
+
+    assert asyncio.run(go())
+    assert shell.committable((record.topic, record.partition)) == record.offset + 1
+    assert shell.metrics.consumed[T.ORDER_PAID] == 1 and shell.metrics.deferred == 0
+
+
+def test_a_batch_waiting_when_the_next_rebalance_starts_is_dropped_uncommitted_for_a_later_read():
+    engine = InProcessEngine(load_rules())
+    shell = engine.shell
+    rebalances = {"count": 1}
+    shell.rebalances = lambda: rebalances["count"]
+    record = paid_record(engine)
+
+    async def go():
+        await shell.pause()
+        batch = asyncio.create_task(shell.order_batch([record]))
+        await asyncio.sleep(0.1)
+        rebalances["count"] += 1  # Faust waits for the batch before it revokes: it must end
+        await asyncio.wait_for(batch, 2)
+
+    asyncio.run(go())
+    assert shell.metrics.deferred == 1 and shell.metrics.consumed[T.ORDER_PAID] == 0
+    assert shell.committable((record.topic, record.partition)) is None
+
+
+def test_keys_of_partitions_the_worker_does_not_serve_are_neither_scheduled_nor_fired():
+    engine = run_files(InProcessEngine(load_rules()), SCENARIOS)
+    shell = engine.shell
+    waiting = {key: state for key, state in engine.orders.items() if state.wake_at is not None}
+    assert {s.partition for s in waiting.values()} & {0, 1, 2, 3} and {s.partition for s in waiting.values()} - {0, 1, 2, 3}
+    half = [(t, p) for t, p in engine._assigned() if p < 4]
+    shell.assigned = lambda: half
+    shell.rebuild_deadlines()
+    assert set(shell.order_deadlines.due_at) == {k for k, s in waiting.items() if s.partition < 4}
+    for key in waiting:  # as if a stale heap held them all
+        shell.order_deadlines.set(key, AT)
+    judged = []
+
+    def on_time(state, now):
+        judged.append(state.partition)
+        return SimpleNamespace(next_deadline=None, state=state)
+
+    shell._fire(shell.order_deadlines, shell.orders, AT.replace(year=2027), on_time, lambda *args: None)
+    assert judged and set(judged) <= {0, 1, 2, 3}
+    others = [k for k, s in waiting.items() if s.partition >= 4]
+    assert all(engine.orders[k] == waiting[k] for k in others)  # not touched
+
+
+def test_each_sides_time_starts_again_when_the_worker_gains_partitions_and_not_when_it_loses_some():
+    engine = InProcessEngine(load_rules())
+    shell = engine.shell
+    every = engine._assigned()
+    half = [(t, p) for t, p in every if p < 4]
+    shell.assigned = lambda: half
+    shell.on_assigned()
+    for clock in (shell.order_clock, shell.waybill_clock, shell.shop_clock):
+        clock.advance(AT)
+    shell.assigned = lambda: every  # took over the other half: their feeds are not read yet
+    shell.on_assigned()
+    assert [c.current for c in (shell.order_clock, shell.waybill_clock, shell.shop_clock)] == [None] * 3
+    for clock in (shell.order_clock, shell.waybill_clock, shell.shop_clock):
+        clock.advance(AT)
+    shell.assigned = lambda: half  # gave half away: what was read still bounds the rest
+    shell.on_assigned()
+    assert [c.current for c in (shell.order_clock, shell.waybill_clock, shell.shop_clock)] == [AT] * 3
+
+
+class _Recovery:
+    def __init__(self):
+        self.active_offsets = Counter()
+
+
+class _Changelog:
+    def get_topic_name(self):
+        return "shipguard-orders-changelog"
+
+
+class _Table:
+    def __init__(self):
+        self.data = {}
+        self.key_serializer, self.value_serializer = KeyCodec(), StateCodec(OrderState)
+        self.changelog_topic = _Changelog()
+
+
+class _Meta:
+    def __init__(self, topic, partition, offset):
+        self.topic, self.partition, self.offset = topic, partition, offset
+
+
+def test_each_changelog_record_the_shell_writes_moves_fausts_restore_offset_forward_never_back():
+    recovery = _Recovery()
+    offsets = iter([7, 3, 9])  # the broker's answers, one per record (the second one late)
+
+    async def produce(topic, key, value, partition):
+        future = asyncio.get_running_loop().create_future()
+        future.set_result(_Meta(topic, partition, next(offsets)))
+        return future
+
+    store = _state_store(_Table(), False, produce, recovery)
+
+    async def go():
+        for n in range(3):
+            store.put(f"o{n}", OrderState(order_id=f"o{n}", partition=2), 2)
+            await store.flush()
+
+    asyncio.run(go())
+    assert recovery.active_offsets == Counter({TP("shipguard-orders-changelog", 2): 9})
+    assert set(store.data.mapping) == {"o0", "o1", "o2"}
