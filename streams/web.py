@@ -98,7 +98,7 @@ def take_snapshot(shell: Any, ready: bool, highwater: Callable[[tuple[str, int]]
         latency=latency.copy() if latency is not None else None,
         open_orders=state_count(shell.orders), open_waybills=state_count(shell.waybills),
         pending_deadlines=len(shell.order_deadlines) + len(shell.waybill_deadlines) + len(shell.shop_deadlines),
-        lag=consumer_lag(external, ends, dict(shell.processed), shell.start_offset, T.INPUT_TOPICS),
+        lag=consumer_lag(external, ends, dict(shell.processed), shell.first_offset, T.INPUT_TOPICS),
         ready=ready)
 
 

@@ -399,7 +399,18 @@ class Shell:
         if end is None:
             return False
         done = (processed if processed is not None else self.processed).get(tp)
-        return (done + 1 if done is not None else self.start_offset(tp)) >= end
+        return (done + 1 if done is not None else self.first_offset(tp)) >= end
+
+    def first_offset(self, tp: tuple[str, int]) -> int:
+        """Where this worker started on `tp`: the group's committed offset at the assignment.
+
+        Asked from the broker (`starts`); until then, the consumer's idea of it. A partition the
+        group had read to its end before it came to us delivers nothing, and the consumer's idea
+        can be missing (0): the partition then looked behind for good and held stream time.
+        """
+        if self.starts is not None:
+            return self.starts.get(tp, 0)
+        return self.start_offset(tp)
 
     async def confirmed_local_time(self) -> Optional[datetime]:
         """Stream time from the external partitions, with "caught up" confirmed by the broker.
@@ -412,6 +423,8 @@ class Shell:
         if self.clock_mode == "wall":
             return self.wall_now()
         external = [tp for tp in self.assigned() if tp[0] in self.external]
+        if self.starts is None and self.committed is not None:
+            self.starts = await self.committed()
         processed, latest = dict(self.processed), dict(self.clock.latest)
         asked = time.monotonic()
         self.ends = await self.end_offsets(external)  # type: ignore[arg-type]

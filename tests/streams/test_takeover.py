@@ -156,3 +156,21 @@ def test_each_changelog_record_the_shell_writes_moves_fausts_restore_offset_forw
     asyncio.run(go())
     assert recovery.active_offsets == Counter({TP("shipguard-orders-changelog", 2): 9})
     assert set(store.data.mapping) == {"o0", "o1", "o2"}
+
+
+def test_a_partition_the_group_had_read_to_its_end_before_it_came_to_us_does_not_hold_stream_time():
+    engine = run_files(InProcessEngine(load_rules()), SCENARIOS[:2])
+    shell = engine.shell
+    before = asyncio.run(shell.confirmed_local_time())
+    tp = next((T.ORDER_PAID, p) for p, records in engine.log[T.ORDER_PAID].items() if records)
+    shell.processed.pop(tp)  # as if gained in a takeover: read to its end by its last owner,
+    shell.clock.latest.pop(tp)  # nothing of it delivered to this worker
+    shell.start_offset = lambda tp: 0  # and the consumer does not know the committed offset
+
+    async def committed():
+        return {tp: len(engine.log[tp[0]][tp[1]])}
+
+    shell.committed = committed
+    shell.on_assigned()
+    assert before is not None and asyncio.run(shell.confirmed_local_time()) is not None
+    assert shell.first_offset(tp) == len(engine.log[tp[0]][tp[1]])
