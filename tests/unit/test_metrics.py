@@ -199,7 +199,7 @@ def fake_shell(clock_mode: str, ends: dict) -> SimpleNamespace:
     return SimpleNamespace(
         metrics=metrics, clock_mode=clock_mode, ends=ends, processed={("order-paid", 0): 4},
         assigned=lambda: [("order-paid", 0), ("shipguard-order-feed", 0)], external={"order-paid"},
-        start_offset=lambda tp: 0, orders={"A": 1, "B": 2}, waybills={"W": 1},
+        first_offset=lambda tp: 0, orders={"A": 1, "B": 2}, waybills={"W": 1},
         order_deadlines=[1, 2], waybill_deadlines=[3], shop_deadlines=[], partitions=8)
 
 
