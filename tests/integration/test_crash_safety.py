@@ -56,21 +56,15 @@ def repeated(outputs: dict[str, list[dict]]) -> dict[str, list[tuple[str, int]]]
 
 
 def assert_exactly_the_labels(outputs: dict[str, list[dict]], labels: dict, behind: Optional[dict] = None) -> None:
-    """Nothing twice and the worker got to the end of its input (hard failures); nothing missing
-    or extra (an expected failure while the takeover limit stands: README "Known limits")."""
+    """Nothing twice, the worker got to the end of its input, and nothing missing or extra."""
     twice = repeated(outputs)
     assert not any(twice.values()), f"emitted more than once: { {t: v[:5] for t, v in twice.items() if v} }"
     assert not behind, f"the worker stopped committing before the end of its input: (committed, end) {behind}"
     report = compare(labels, outputs[T.VIOLATION_WARNINGS], outputs[T.CANCELLATION_OUTCOMES], outputs[T.SHOP_ALERTS])
     assert sum(report.expected.values()) > 300 and report.outcomes_expected > 15
-    if not report.perfect:
-        pytest.xfail(f"{KNOWN_TAKEOVER_LIMIT}: missing {report.missing[:5]} extra {report.extra[:5]} outcomes "
-                     f"missing {report.outcomes_missing[:5]} extra {report.outcomes_extra[:5]} alerts missing "
-                     f"{report.alerts_missing[:5]} extra {report.alerts_extra[:5]}")
-
-
-KNOWN_TAKEOVER_LIMIT = ("outputs after a worker takes partitions over differ from the uninterrupted run's "
-                        "(deadlines early or missed, shop alerts missing; README 'Known limits')")
+    assert report.perfect, (f"missing {report.missing[:5]} extra {report.extra[:5]} outcomes missing "
+                            f"{report.outcomes_missing[:5]} extra {report.outcomes_extra[:5]} alerts missing "
+                            f"{report.alerts_missing[:5]} extra {report.alerts_extra[:5]}")
 
 
 def test_a_worker_killed_five_times_mid_stream_emits_every_output_exactly_once(tmp_path):

@@ -21,7 +21,7 @@ from streams.broker import EmbeddedBroker, free_port
 from streams.inprocess import InProcessEngine
 from streams.replay import replay
 from streams.supervise import WorkerProcess, consumed_topics, group_lag, lagging, read_topic, wait_idle_or_stalled
-from tests.integration.test_crash_safety import KNOWN_TAKEOVER_LIMIT, OUTPUT_TOPICS, repeated
+from tests.integration.test_crash_safety import OUTPUT_TOPICS, repeated
 from tests.integration.simulated import simulated_stream
 
 pytestmark = [pytest.mark.integration, pytest.mark.alone]
@@ -75,10 +75,8 @@ def test_the_surviving_worker_takes_over_a_killed_workers_partitions_and_the_out
     differ = {topic: (len(got[topic]), len(reference.output(topic)), _kinds(got[topic], reference.output(topic)),
                       _kinds(reference.output(topic), got[topic]))
               for topic in OUTPUT_TOPICS if canonical(got[topic]) != canonical(reference.output(topic))}
-    if differ or twice:
-        # README "Known limits": the survivor's state after a takeover can go back to an older copy
-        pytest.xfail(f"{KNOWN_TAKEOVER_LIMIT}: twice {twice}; (records, uninterrupted run's, only here, "
-                     f"only there) {differ}")
+    assert not twice, f"emitted more than once: {twice}"
+    assert not differ, f"(records, uninterrupted run's, only here, only there) {differ}"
     assert len(reference.output(T.VIOLATION_WARNINGS)) > 100
 
 
