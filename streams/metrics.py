@@ -115,6 +115,7 @@ class Snapshot:
     offset_gaps: int = 0
     replayed: int = 0
     refetched: int = 0
+    deferred: int = 0
     latency: Optional[Histogram] = None
     open_orders: int = 0
     open_waybills: int = 0
@@ -185,6 +186,9 @@ def families(snapshot: Snapshot) -> list[Family]:
         Family("shipguard_records_refetched_total", "counter",
                "Records the consumer skipped that the worker read from the broker itself and processed",
                (sample(snapshot.refetched),)),
+        Family("shipguard_records_deferred_total", "counter",
+               "Records delivered while the worker was paused for a rebalance, dropped uncommitted and read again",
+               (sample(snapshot.deferred),)),
         Family("shipguard_replayed_total", "counter",
                "Records that came again behind the next one of their partition (read twice; no second effect)",
                (sample(snapshot.replayed),)),

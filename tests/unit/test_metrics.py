@@ -60,7 +60,7 @@ def full_snapshot(**overrides) -> Snapshot:
     data = dict(consumed={"order-paid": 7, "tracking-scans": 12},
                 outputs={("SHIP_OVERDUE", "WARNING"): 2, ("SHIP_OVERDUE", "VIOLATION"): 1,
                          ("CANCELLATION", "APPROVED"): 3, ("LATE_DISPATCH_RATE", "WARNING"): 1},
-                dead_letters=4, late_events=5, duplicates=6, refetched=11, latency=latency, open_orders=10, open_waybills=9,
+                dead_letters=4, late_events=5, duplicates=6, refetched=11, deferred=13, latency=latency, open_orders=10, open_waybills=9,
                 pending_deadlines=8, lag={"order-paid": 3, "tracking-scans": 0}, ready=True)
     data.update(overrides)
     return Snapshot(**data)
@@ -72,13 +72,15 @@ def test_every_family_has_help_and_type_before_its_samples_and_the_text_parses_b
     assert {n for n, f in families.items() if f["type"] == "counter"} == {
         "shipguard_events_consumed_total", "shipguard_outputs_total", "shipguard_dead_letters_total",
         "shipguard_late_events_total", "shipguard_duplicates_total",
-        "shipguard_offset_gaps_total", "shipguard_replayed_total", "shipguard_records_refetched_total"}
+        "shipguard_offset_gaps_total", "shipguard_replayed_total", "shipguard_records_refetched_total",
+        "shipguard_records_deferred_total"}
     assert values(families["shipguard_events_consumed_total"], topic="order-paid") == [7]
     assert values(families["shipguard_events_consumed_total"], topic="tracking-scans") == [12]
     assert values(families["shipguard_dead_letters_total"]) == [4]
     assert values(families["shipguard_late_events_total"]) == [5]
     assert values(families["shipguard_duplicates_total"]) == [6]
     assert values(families["shipguard_records_refetched_total"]) == [11]
+    assert values(families["shipguard_records_deferred_total"]) == [13]
     assert values(families["shipguard_open_orders"]) == [10]
     assert values(families["shipguard_open_waybills"]) == [9]
     assert values(families["shipguard_pending_deadlines"]) == [8]
@@ -194,7 +196,7 @@ def test_lag_lists_a_topic_with_an_unknown_end_as_zero_and_is_never_negative():
 
 def fake_shell(clock_mode: str, ends: dict) -> SimpleNamespace:
     metrics = SimpleNamespace(consumed=Counter({"order-paid": 3}), outputs=Counter({("NO_PICKUP", "WARNING"): 1}),
-                              dead_letters=1, late_events=0, duplicates=2, offset_gaps=0, replayed=0, refetched=0,
+                              dead_letters=1, late_events=0, duplicates=2, offset_gaps=0, replayed=0, refetched=0, deferred=0,
                               latency=Histogram(buckets=(1.0,)))
     return SimpleNamespace(
         metrics=metrics, clock_mode=clock_mode, ends=ends, processed={("order-paid", 0): 4},
