@@ -163,5 +163,17 @@ class Outbox(StateModel):
     bases: dict[str, int] = {}
 
 
+class InputClock(StateModel):
+    """The latest event time read from one input partition (key `topic:partition`).
+
+    Written with each batch's state, before its offsets are committed: a worker that gains the
+    partition (restart, failover) starts its stream time from it, even when the partition has
+    nothing left to read. Lives as long as the partition.
+    """
+
+    partition: int = -1
+    at: Time
+
+
 __all__ = ["OrderFacts", "UploadFact", "ScanFact", "OtherUpload", "Emitted", "OrderState",
-           "Registration", "WaybillState", "OutboxItem", "Outbox"]
+           "Registration", "WaybillState", "OutboxItem", "Outbox", "InputClock"]

@@ -22,7 +22,7 @@ from faust.types import TP
 from processors.config import RulesConfig
 from processors.order import Context
 from schemas.shop import ShopState
-from schemas.state import Outbox, OrderState, WaybillState
+from schemas.state import InputClock, Outbox, OrderState, WaybillState
 from streams import security
 from streams import topics as T
 from streams.config import Settings
@@ -157,6 +157,7 @@ def build_app(settings: Settings, rules: RulesConfig, faust_overrides: Optional[
     waybills = _table(app, "waybills", WaybillState, n)
     shops = _table(app, "shops", ShopState, n)
     outbox = _table(app, "outbox", Outbox, n)
+    clocks = _table(app, "clocks", InputClock, n)
     outputs = OutputClient(settings.bootstrap_servers, settings.app_id,
                            client_kwargs=lambda: security.aiokafka_kwargs(settings))
 
@@ -243,7 +244,8 @@ def build_app(settings: Settings, rules: RulesConfig, faust_overrides: Optional[
         send=send, assigned=assigned, end_offsets=end_offsets, start_offset=start_offset,
         max_message_bytes=settings.max_message_bytes,
         outbox=_state_store(outbox, rocksdb, produce, recovery), read_back=outputs.read_back,
-        read_range=read_range, committed=committed, rebalances=lambda: app.rebalancing_count)
+        read_range=read_range, committed=committed, rebalances=lambda: app.rebalancing_count,
+        clocks=_state_store(clocks, rocksdb, produce, recovery))
     shell.open.clear()  # until the first assignment's tables are restored
     install_web(app, shell, shell.open.is_set)  # /metrics, /health, /order/{order_id}
 

@@ -31,7 +31,7 @@ from schemas.internal import (ORDER_FEED_KINDS, SHOP_FEED_KINDS, WAYBILL_FEED_KI
                               ScansForOrder, Watermark)
 from schemas.outputs import CancellationOutcome, DeadLetter, ShopAlert, ViolationWarning, identity
 from schemas.shop import ShopFact
-from schemas.state import Outbox, OutboxItem
+from schemas.state import InputClock, Outbox, OutboxItem
 from schemas.types import format_time
 from streams import topics as T
 from streams.metrics import Histogram
@@ -266,6 +266,7 @@ class Shell:
                  read_range: Optional[Callable[[str, int, int, int], Awaitable[list[Record]]]] = None,
                  committed: Optional[Callable[[], Awaitable[dict[tuple[str, int], int]]]] = None,
                  rebalances: Callable[[], int] = lambda: 0,
+                 clocks: Optional[StateStore] = None,
 ) -> None:
         if clock_mode == "wall" and not ctx.rules.decide_on_read:
             ctx = replace(ctx, rules=ctx.rules.model_copy(update={"decide_on_read": True}))
@@ -333,6 +334,12 @@ class Shell:
         self.open.set()
         self.serving: set[int] = set()  # the partitions served since the last assignment
         self.rebalances = rebalances
+        # Stream time survives a takeover: each input partition's latest event time is written
+        # with the batch's state (`clocks`, key "topic:partition"), and read back on resume. A
+        # partition its last owner read to the end has nothing left to read; without it the
+        # new owner's time stayed below the true one and the last timers never fired.
+        self.clocks = clocks
+        self.clock_dirty: set[tuple[str, int]] = set()
         self.sides: dict[str, Callable[[list[Record]], Awaitable[None]]] = {
             **{topic: self._order_batch for topic in (T.ORDER_PAID, T.WAYBILL_UPLOADED, T.CANCELLATION_REQUESTS,
                                                       T.CLOCK_TICKS, self.order_feed)},
@@ -353,8 +360,15 @@ class Shell:
             pass
 
     def resume(self) -> None:
-        """The tables of the new assignment are restored: schedule their keys and go on."""
+        """The tables of the new assignment are restored: schedule their keys, take up each
+        input partition's stream time, and go on."""
         self.rebuild_deadlines()
+        if self.clocks is not None:
+            for topic, partition in self.assigned():
+                if topic in self.external:
+                    stored = self.clocks.get(f"{topic}:{partition}", partition)
+                    if stored is not None:
+                        self.clock.observe((topic, partition), stored.at)
         self.open.set()
         log.info("resumed after a rebalance: partitions=%s deferred_records=%d",
                  sorted(self.owned_partitions()), self.metrics.deferred)
@@ -464,7 +478,10 @@ class Shell:
             self.processed[tp] = record.offset
         if at is None:
             return
-        self.clock.observe((record.topic, record.partition), at)
+        known = self.clock.latest.get(tp)
+        if known is None or at > known:
+            self.clock.observe(tp, at)
+            self.clock_dirty.add(tp)
         current = self.order_clock.current
         if self.clock_mode == "event" and current is not None \
                 and at < current - self.ctx.rules.allowed_lateness:
@@ -912,6 +929,12 @@ class Shell:
                     self.outbox.put(f"{side}:{partition}:{n}", None, partition)  # an older batch's
                 self.outbox_chunks[(side, partition)] = len(chunks)
             await self.outbox.flush()
+        if self.clocks is not None:
+            for topic, partition in self.clock_dirty:
+                self.clocks.put(f"{topic}:{partition}",
+                                InputClock(partition=partition, at=self.clock.latest[(topic, partition)]), partition)
+            self.clock_dirty = set()
+            await self.clocks.flush()
         await asyncio.gather(self.orders.flush(), self.waybills.flush(), self.shops.flush())
         if out:
             await self._deliver(out)

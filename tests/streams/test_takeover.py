@@ -18,6 +18,7 @@ from processors.config import load_rules
 from streams import topics as T
 from streams.app import _state_store
 from streams.inprocess import InProcessEngine
+from streams.worker import StateStore
 from streams.serde import KeyCodec, StateCodec
 from schemas.state import OrderState
 from tests.streams.conftest import SCENARIOS, run_files
@@ -174,3 +175,24 @@ def test_a_partition_the_group_had_read_to_its_end_before_it_came_to_us_does_not
     shell.on_assigned()
     assert before is not None and asyncio.run(shell.confirmed_local_time()) is not None
     assert shell.first_offset(tp) == len(engine.log[tp[0]][tp[1]])
+
+
+def test_a_worker_that_gains_partitions_read_to_their_end_takes_up_their_stream_time():
+    first = InProcessEngine(load_rules())
+    first.shell.clocks = StateStore({}, None)
+    run_files(first, SCENARIOS)
+    before = asyncio.run(first.shell.confirmed_local_time())
+    written = first.shell.clocks.data.mapping
+    assert before is not None and max(c.at for c in written.values()) == before
+
+    restarted = InProcessEngine(load_rules())  # nothing left to read: every partition committed to its end
+    restarted.log = first.log
+    restarted.shell.clocks = StateStore(dict(written), None)
+
+    async def committed():
+        return {(t, p): len(records) for t, partitions in first.log.items() for p, records in partitions.items()}
+
+    restarted.shell.committed = committed
+    restarted.shell.on_assigned()
+    restarted.shell.resume()
+    assert asyncio.run(restarted.shell.confirmed_local_time()) == before
