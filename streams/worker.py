@@ -934,8 +934,8 @@ class Shell:
                 self.clocks.put(f"{topic}:{partition}",
                                 InputClock(partition=partition, at=self.clock.latest[(topic, partition)]), partition)
             self.clock_dirty = set()
-            await self.clocks.flush()
-        await asyncio.gather(self.orders.flush(), self.waybills.flush(), self.shops.flush())
+        await asyncio.gather(self.orders.flush(), self.waybills.flush(), self.shops.flush(),
+                             *([self.clocks.flush()] if self.clocks is not None else []))
         if out:
             await self._deliver(out)
 
