@@ -437,8 +437,7 @@ class Shell:
         if self.clock_mode == "wall":
             return self.wall_now()
         external = [tp for tp in self.assigned() if tp[0] in self.external]
-        if self.starts is None and self.committed is not None:
-            self.starts = await self.committed()
+        await self._ask_starts()
         processed, latest = dict(self.processed), dict(self.clock.latest)
         asked = time.monotonic()
         self.ends = await self.end_offsets(external)  # type: ignore[arg-type]
@@ -587,9 +586,13 @@ class Shell:
         """
         if self.committed is None:
             return first
-        if self.starts is None:
+        await self._ask_starts()
+        return self.starts.get(tp, 0)  # type: ignore[union-attr]
+
+    async def _ask_starts(self) -> None:
+        """Ask the broker once per assignment for the group's committed offsets (`starts`)."""
+        if self.starts is None and self.committed is not None:
             self.starts = await self.committed()
-        return self.starts.get(tp, 0)
 
     async def _handle(self, side: Callable[[list[Record]], Awaitable[None]], records: list[Record]) -> None:
         """Complete `records` (what the consumer skipped put back), apply them on `side`, land them."""
