@@ -127,21 +127,20 @@ def group_lag(bootstrap: Sequence[str], group: str, topics: Iterable[str],
 def lagging(bootstrap: Sequence[str], group: str, topics: Iterable[str],
             security: Optional[Mapping[str, Any]] = None) -> dict[tuple[str, int], tuple[int, int]]:
     """The partitions of `topics` that `group` has not committed to the end: (committed, end) each."""
-    from streams.admin import committed_offsets, end_offsets
-
-    committed = committed_offsets(bootstrap, group, security=security)
-    behind = {}
-    for topic in topics:
-        for partition, end in end_offsets(bootstrap, topic, security).items():
-            done = max(0, committed.get((topic, partition), 0))
-            if done < end:
-                behind[(topic, partition)] = (done, end)
-    return behind
+    return _behind_and_ends(bootstrap, group, topics, (), security)[0]
 
 
 def _lag_and_ends(bootstrap: Sequence[str], group: str, topics: Iterable[str], also: Iterable[str],
                   security: Optional[Mapping[str, Any]]) -> tuple[int, dict[tuple[str, int], int]]:
-    """`group`'s lag over `topics`, and the end offsets of `topics` and `also`, in one round of reads.
+    """`group`'s lag over `topics`, and the end offsets of `topics` and `also`, in one round of reads."""
+    behind, ends = _behind_and_ends(bootstrap, group, topics, also, security)
+    return sum(end - done for done, end in behind.values()), ends
+
+
+def _behind_and_ends(bootstrap: Sequence[str], group: str, topics: Iterable[str], also: Iterable[str],
+                     security: Optional[Mapping[str, Any]]
+                     ) -> tuple[dict[tuple[str, int], tuple[int, int]], dict[tuple[str, int], int]]:
+    """The partitions of `topics` behind (committed, end), and the end offsets of `topics` and `also`.
 
     The committed offsets are read first: an end read after them is never below them.
     """
@@ -151,8 +150,12 @@ def _lag_and_ends(bootstrap: Sequence[str], group: str, topics: Iterable[str], a
     topics = list(topics)
     ends = {(topic, partition): end for topic in [*topics, *also]
             for partition, end in end_offsets(bootstrap, topic, security).items()}
-    lag = sum(max(0, end - max(0, committed.get(tp, 0))) for tp, end in ends.items() if tp[0] in topics)
-    return lag, ends
+    behind = {}
+    for tp, end in ends.items():
+        done = max(0, committed.get(tp, 0))
+        if tp[0] in topics and done < end:
+            behind[tp] = (done, end)
+    return behind, ends
 
 
 def wait_idle(bootstrap: Sequence[str], app_id: str, timeout: float = 60.0, settle: float = 1.0,
