@@ -345,7 +345,7 @@ class Run:
     async def run(self, on_load_start: Callable[[], None], on_load_end: Callable[[], None]) -> None:
         from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-        from streams import admin
+        from streams.kafka import admin
 
         producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=1, acks="all",
                                     enable_idempotence=False, client_id="latency-load")
@@ -547,7 +547,7 @@ async def _transport_floor(bootstrap: str, fetch_wait_ms: int, count: int = 150,
     """One hop producer -> broker -> consumer on a scratch topic, at `count` records `spacing` apart."""
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-    from streams import admin
+    from streams.kafka import admin
 
     topic = f"latency-floor-{uuid.uuid4().hex[:8]}"
     await asyncio.to_thread(admin.ensure_topics, [bootstrap], [topic], partitions)
@@ -599,7 +599,7 @@ def _skip_backlog(bootstrap: str, group: str) -> int:
     from kafka import KafkaConsumer, TopicPartition
     from kafka.structs import OffsetAndMetadata
 
-    from streams import admin
+    from streams.kafka import admin
 
     offsets = {}
     for topic in T.INPUT_TOPICS:
@@ -684,8 +684,8 @@ def measure(broker: Any, workdir: Path, rate: float, seconds: float = 30.0, *,
             transport_floor: bool = True) -> dict[str, Any]:
     """Start a wall-clock worker on `broker`, run the load, return the latency numbers (JSON-ready)."""
     from processors.config import load_rules
-    from streams.broker import free_port
-    from streams.supervise import WorkerProcess
+    from streams.kafka.embedded import free_port
+    from streams.cli.supervise import WorkerProcess
 
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -796,7 +796,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--json", type=Path, default=None, help="also write the full result here")
     args = parser.parse_args(argv)
 
-    from streams.broker import EmbeddedBroker
+    from streams.kafka.embedded import EmbeddedBroker
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="shipguard-latency-"))
     with EmbeddedBroker() as broker:

@@ -22,7 +22,7 @@ import os
 
 import faust
 
-from streams.compat import quick_group_join_settings
+from streams.kafka.compat import quick_group_join_settings
 
 app = faust.App(
     os.environ.get("BENCH_APP_ID", "bench-faust"),

@@ -107,7 +107,7 @@ def _cpu_model() -> str:
 
 def _tansu_version() -> str:
     try:
-        from streams.broker import broker_binary
+        from streams.kafka.embedded import broker_binary
 
         done = subprocess.run([broker_binary(), "--version"], capture_output=True, text=True, timeout=10)
         return done.stdout.strip() or done.stderr.strip()
@@ -229,7 +229,7 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
 
 def run_module(name: str, workdir: Path, **kwargs: Any) -> dict[str, Any]:
     """bench.<name>.measure(broker, workdir, **kwargs) on a fresh embedded broker; never raises."""
-    from streams.broker import EmbeddedBroker
+    from streams.kafka.embedded import EmbeddedBroker
 
     try:
         module = importlib.import_module(f"bench.{name}")
@@ -310,7 +310,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         if "throughput" in parts:
             from bench import throughput
-            from streams.broker import EmbeddedBroker
+            from streams.kafka.embedded import EmbeddedBroker
 
             result["throughput"] = {}
             try:

@@ -7,7 +7,7 @@ numbers as a JSON-serialisable dict (bench.run calls it with a running broker).
 What it does, in order:
 
 1. **Realistic states** (`realistic`): a `shipguard simulate` stream (3,000 orders over 3 days)
-   goes through the worker's logic in process (`streams.inprocess`) up to 2/3 of the payment
+   goes through the worker's logic in process (`streams.inprocess.engine`) up to 2/3 of the payment
    period, so that the `orders` table holds orders in every phase (paid, uploaded, scanned,
    warned). Each state is encoded as the changelog carries it (`StateCodec`): bytes per open
    order (mean, p50, p95, max), which fields dominate, waybill states, closed markers, and the
@@ -119,9 +119,9 @@ def realistic(workdir: Path, orders: int = 3000, days: int = 3, seed: int = 5) -
     from schemas.types import parse_time
     from simulator import output
     from simulator.generator import SimulationConfig, generate
-    from streams.inprocess import InProcessEngine
-    from streams.replay import parse_line
-    from streams.serde import StateCodec
+    from streams.inprocess.engine import InProcessEngine
+    from streams.cli.replay import parse_line
+    from streams.runtime.serde import StateCodec
 
     config = SimulationConfig(orders=orders, days=days, seed=seed)
     events = workdir / f"state-events-{orders}-{days}-{seed}.jsonl"
@@ -225,8 +225,8 @@ def _admin(broker: Any) -> Any:
 
 
 def _create_topics(broker: Any, app_id: str) -> None:
-    from streams import compat
-    from streams.admin import ensure_topics
+    from streams.kafka import compat
+    from streams.kafka.admin import ensure_topics
     from streams.config import load_settings
 
     settings = load_settings({"SHIPGUARD_BROKER": broker.url, "SHIPGUARD_APP_ID": app_id,
@@ -249,7 +249,7 @@ def _delete_topics(broker: Any, app_id: str) -> list[str]:
 
 def _clones(templates: list[bytes], count: int, prefix: str) -> Any:
     """(partition, key, value) of `count` distinct orders cloned round-robin from `templates`."""
-    from streams.inprocess import partition_for
+    from streams.inprocess.engine import partition_for
 
     parsed = [orjson.loads(t) for t in templates]
     for i in range(count):
@@ -264,7 +264,7 @@ def _clones(templates: list[bytes], count: int, prefix: str) -> Any:
 async def _produce(broker: Any, topic: str, templates: list[bytes], count: int, prefix: str) -> dict[str, Any]:
     from aiokafka import AIOKafkaProducer
 
-    from streams import compat
+    from streams.kafka import compat
 
     producer = AIOKafkaProducer(bootstrap_servers=_bootstrap(broker), linger_ms=20, max_batch_size=512 * 1024,
                                 max_request_size=4 * 1024 * 1024, client_id="shipguard-bench-state",
@@ -334,8 +334,8 @@ def _dir_bytes(path: Path) -> int:
 def _run_worker(broker: Any, workdir: Path, app_id: str, store: str, data_dir: Path, expected: int,
                 label: str, settle: float = 3.0) -> dict[str, Any]:
     """Start a worker, wait until ready, measure, stop it. Failures are reported, not raised."""
-    from streams.broker import free_port
-    from streams.supervise import WorkerFailed, WorkerProcess
+    from streams.kafka.embedded import free_port
+    from streams.cli.supervise import WorkerFailed, WorkerProcess
 
     log_path = workdir / f"{app_id}-{store}-{label}.log"
     worker = WorkerProcess(broker.url, log_path, clock="event", app_id=app_id, web_port=free_port(),
@@ -591,7 +591,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = parser.parse_args(argv)
     sizes = [int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()]
     stores = [s.strip() for s in args.stores.split(",") if s.strip()]
-    from streams.broker import EmbeddedBroker
+    from streams.kafka.embedded import EmbeddedBroker
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="shipguard-bench-state-"))
     print(f"workdir {workdir}", file=sys.stderr)

@@ -121,7 +121,7 @@ class Offsets:
         """Real end offset of every partition of `topics` (ListOffsets raised to the Fetch high-water mark)."""
         from aiokafka import TopicPartition
 
-        from streams.compat import raise_to_highwater
+        from streams.kafka.compat import raise_to_highwater
 
         async def ask() -> dict[tuple[str, int], int]:
             client = self._consumer._client
@@ -277,8 +277,8 @@ class Workers(Contender):
     """`n` shipguard workers (clock=event) in one group, started together (in threads: start() blocks)."""
 
     def __init__(self, name: str, broker_url: str, app_id: str, workdir: Path, n: int) -> None:
-        from streams.broker import free_port
-        from streams.supervise import WorkerProcess
+        from streams.kafka.embedded import free_port
+        from streams.cli.supervise import WorkerProcess
 
         self.name, self.group, self.n = name, app_id, n
         self.workers = [WorkerProcess(broker_url, workdir / f"{app_id}-{i}.log", clock="event", app_id=app_id,
@@ -524,8 +524,8 @@ def simulate(workdir: Path, orders: int, days: int, seed: int, duplicate_share: 
 
 def publish(bootstrap: str, offsets: Offsets, events: Path, labels: Path, simulate_seconds: float) -> Stream:
     """Create the contract topics (8 partitions) and publish the stream once, in order."""
-    from streams import admin
-    from streams.replay import replay
+    from streams.kafka import admin
+    from streams.cli.replay import replay
 
     admin.ensure_topics(bootstrap, T.CONTRACT_TOPICS, PARTITIONS)
     report = replay(events, [bootstrap], PARTITIONS, progress=False)
@@ -664,7 +664,7 @@ def reference_outputs(events: Path) -> dict[str, list[tuple]]:
     """
     from processors.config import load_rules
     from streams.config import load_settings
-    from streams.inprocess import InProcessEngine
+    from streams.inprocess.engine import InProcessEngine
 
     engine = InProcessEngine(load_rules(), partitions=PARTITIONS, salt=load_settings().pii_salt)
     asyncio.run(engine.run_file(events))
@@ -708,8 +708,8 @@ def run(broker: Any, workdir: Path, result: dict[str, Any], *, orders: int, days
         timeout = max(180.0, stream.events / 250)
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p),
                "PYTHONUNBUFFERED": "1"}
-        from streams import admin
-        from streams.broker import free_port
+        from streams.kafka import admin
+        from streams.kafka.embedded import free_port
 
         # (a)
         out_a = f"bench-aiokafka-out-{run_id}"

@@ -1,7 +1,7 @@
 """`shipguard simulate --check`: the worker's logic against the simulator's labels, per rule and stage.
 
 The simulated stream is replayed through the worker's own Shell and processors in process
-(`streams.inprocess`, the contract's one-record-at-a-time reading); every emitted
+(`streams.inprocess.engine`, the contract's one-record-at-a-time reading); every emitted
 (order, rule, stage, occurred_at) is compared with the labels, which the simulator computed from
 its own, independent reading of the contract. Precision = matched / emitted, recall = matched /
 expected, per rule and stage; cancellation outcomes are compared as (order, decision, code), shop
@@ -143,7 +143,7 @@ def compare(labels: dict[str, Any], warnings: Iterable[dict], outcomes: Iterable
 def check(events: Path, labels: dict[str, Any]) -> CheckReport:
     """Replay `events` through the worker's logic in process and compare with `labels`."""
     from processors.config import load_rules
-    from streams.inprocess import InProcessEngine
+    from streams.inprocess.engine import InProcessEngine
 
     engine = InProcessEngine(load_rules())
     began = time.perf_counter()

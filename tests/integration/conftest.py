@@ -8,7 +8,7 @@ from typing import Iterator
 
 import pytest
 
-from streams.broker import EmbeddedBroker
+from streams.kafka.embedded import EmbeddedBroker
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -23,18 +23,18 @@ import pytest
 
 from processors.config import load_rules
 from schemas.outputs import identity
-from streams.admin import end_offsets
-from streams.broker import EmbeddedBroker, free_port
-from streams.inprocess import InProcessEngine
-from streams.replay import replay
-from streams.supervise import WorkerProcess, read_topic, wait_idle
+from streams.kafka.admin import end_offsets
+from streams.kafka.embedded import EmbeddedBroker, free_port
+from streams.inprocess.engine import InProcessEngine
+from streams.cli.replay import replay
+from streams.cli.supervise import WorkerProcess, read_topic, wait_idle
 from tests.integration.proxy import TcpProxy
 from tests.integration.simulated import simulated_stream as simulated_stream_files
 
 pytestmark = pytest.mark.integration
 APP_ID = "shipguard-outage"
 OUTAGE_S = 30.0
-PUBLISHER = "shipguard-replay"  # the client id of streams.replay's producer: the proxy spares it
+PUBLISHER = "shipguard-replay"  # the client id of streams.cli.replay's producer: the proxy spares it
 # What the worker logs: aiokafka's errors when it loses the broker; nothing when it is back, but
 # shipguard's line per output, and outputs of records published during the outage come after it.
 LOST = re.compile(r"Unable connect to node|Marking the coordinator dead|Failed fetch messages")

@@ -18,8 +18,9 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from streams import admin, compat
-from streams.broker import EmbeddedBroker
+from streams.kafka import admin
+from streams.kafka import compat
+from streams.kafka.embedded import EmbeddedBroker
 from streams.config import Settings, load_settings
 from streams.topics import all_topics
 
@@ -86,7 +87,7 @@ PROBE_APP = '''
 """A Faust worker with one Table: `write` mode stores commands, `read` mode dumps what recovery restored."""
 import json, os
 import faust
-from streams import compat
+from streams.kafka import compat
 
 mode = os.environ["PROBE_MODE"]
 app = faust.App(
@@ -245,12 +246,12 @@ def test_ensure_topics_warns_about_an_existing_topic_with_another_partition_coun
 ) -> None:
     admin.ensure_topics(broker.url, ["order-paid"], 3)
 
-    with caplog.at_level(logging.WARNING, logger="streams.admin"):
+    with caplog.at_level(logging.WARNING, logger="streams.kafka.admin"):
         created = admin.ensure_topics(broker.url, ["order-paid", "waybill-uploaded"], 8)
 
     assert created == ["waybill-uploaded"]
     assert admin.partition_counts(broker.url, ["order-paid"]) == {"order-paid": 3}
-    [warning] = [r for r in caplog.records if r.name == "streams.admin"]  # not kafka-python's own
+    [warning] = [r for r in caplog.records if r.name == "streams.kafka.admin"]  # not kafka-python's own
     assert "'order-paid' has 3 partitions, shipguard expects 8" in warning.getMessage()
 
 

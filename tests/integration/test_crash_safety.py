@@ -23,11 +23,11 @@ import pytest
 
 from schemas.outputs import identity
 from simulator.check import compare
-from streams import admin
+from streams.kafka import admin
 from streams import topics as T
-from streams.broker import EmbeddedBroker, free_port
-from streams.replay import replay
-from streams.supervise import (WorkerFailed, WorkerProcess, consumed_topics, group_lag, lagging, read_topic,
+from streams.kafka.embedded import EmbeddedBroker, free_port
+from streams.cli.replay import replay
+from streams.cli.supervise import (WorkerFailed, WorkerProcess, consumed_topics, group_lag, lagging, read_topic,
                                wait_idle_or_stalled)
 from tests.integration.simulated import simulated_stream
 

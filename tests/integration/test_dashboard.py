@@ -22,9 +22,9 @@ from typing import Any, Iterator, Optional
 
 import pytest
 
-from streams import admin
-from streams.broker import EmbeddedBroker, free_port
-from streams.supervise import stop_group
+from streams.kafka import admin
+from streams.kafka.embedded import EmbeddedBroker, free_port
+from streams.cli.supervise import stop_group
 
 pytestmark = pytest.mark.integration
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from streams.broker import EmbeddedBroker, free_port
-from streams.supervise import WorkerProcess, wait_idle
+from streams.kafka.embedded import EmbeddedBroker, free_port
+from streams.cli.supervise import WorkerProcess, wait_idle
 from tests.integration.test_dashboard import DashboardProcess, get_json
 
 pytestmark = pytest.mark.integration

@@ -15,12 +15,12 @@ from collections import Counter
 import pytest
 
 from processors.config import load_rules
-from streams import admin
+from streams.kafka import admin
 from streams import topics as T
-from streams.broker import EmbeddedBroker, free_port
-from streams.inprocess import InProcessEngine
-from streams.replay import replay
-from streams.supervise import WorkerProcess, consumed_topics, group_lag, lagging, read_topic, wait_idle_or_stalled
+from streams.kafka.embedded import EmbeddedBroker, free_port
+from streams.inprocess.engine import InProcessEngine
+from streams.cli.replay import replay
+from streams.cli.supervise import WorkerProcess, consumed_topics, group_lag, lagging, read_topic, wait_idle_or_stalled
 from tests.integration.test_crash_safety import OUTPUT_TOPICS, repeated
 from tests.integration.simulated import simulated_stream
 

@@ -6,11 +6,11 @@ import orjson
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
-from streams import admin
+from streams.kafka import admin
 from streams import topics as T
-from streams.broker import EmbeddedBroker, free_port
-from streams.replay import replay
-from streams.supervise import WorkerProcess, wait_idle
+from streams.kafka.embedded import EmbeddedBroker, free_port
+from streams.cli.replay import replay
+from streams.cli.supervise import WorkerProcess, wait_idle
 from tests.integration.simulated import simulated_stream
 
 pytestmark = pytest.mark.integration

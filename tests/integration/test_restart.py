@@ -6,10 +6,10 @@ import re
 import pytest
 
 from processors.config import load_rules
-from streams.broker import EmbeddedBroker, free_port
-from streams.inprocess import InProcessEngine
-from streams.replay import replay
-from streams.supervise import WorkerProcess, read_topic, wait_idle
+from streams.kafka.embedded import EmbeddedBroker, free_port
+from streams.inprocess.engine import InProcessEngine
+from streams.cli.replay import replay
+from streams.cli.supervise import WorkerProcess, read_topic, wait_idle
 from tests.integration.simulated import simulated_stream
 
 pytestmark = pytest.mark.integration

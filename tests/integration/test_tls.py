@@ -27,12 +27,13 @@ from typing import Iterator, Optional
 
 import pytest
 
-from streams import admin, security
-from streams.broker import HOST, EmbeddedBroker, TlsFront, broker_binary, free_port
-from streams.compat import EMBEDDED_CLUSTER_ID
+from streams.kafka import admin
+from streams.kafka import security
+from streams.kafka.embedded import HOST, EmbeddedBroker, TlsFront, broker_binary, free_port
+from streams.kafka.compat import EMBEDDED_CLUSTER_ID
 from streams.config import load_settings
-from streams.replay import make_producer, replay
-from streams.supervise import WorkerFailed, WorkerProcess, read_topic, wait_idle
+from streams.cli.replay import make_producer, replay
+from streams.cli.supervise import WorkerFailed, WorkerProcess, read_topic, wait_idle
 
 pytestmark = pytest.mark.integration
 

@@ -7,8 +7,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from schemas import codec
-from streams.broker import EmbeddedBroker, free_port
-from streams.supervise import WorkerProcess, read_topic
+from streams.kafka.embedded import EmbeddedBroker, free_port
+from streams.cli.supervise import WorkerProcess, read_topic
 from tests.factories import order_paid
 
 pytestmark = pytest.mark.integration

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from streams.broker import EmbeddedBroker, free_port
-from streams.supervise import WorkerProcess, read_topic, wait_idle
+from streams.kafka.embedded import EmbeddedBroker, free_port
+from streams.cli.supervise import WorkerProcess, read_topic, wait_idle
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "data" / "examples"
 NAMES = sorted(p.name.removesuffix(".jsonl") for p in EXAMPLES.glob("*.jsonl"))

@@ -17,9 +17,9 @@ import pytest
 
 from processors.config import load_rules
 from simulator.cli import add_arguments, run as simulate
-from streams.broker import EmbeddedBroker, free_port
-from streams.inprocess import InProcessEngine
-from streams.supervise import WorkerProcess, read_topic, wait_idle
+from streams.kafka.embedded import EmbeddedBroker, free_port
+from streams.inprocess.engine import InProcessEngine
+from streams.cli.supervise import WorkerProcess, read_topic, wait_idle
 
 pytestmark = pytest.mark.integration
 APP_ID = "shipguard-ref"

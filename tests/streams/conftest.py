@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from processors.config import load_rules
-from streams.inprocess import InProcessEngine
+from streams.inprocess.engine import InProcessEngine
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "data" / "examples"
 SCENARIOS = sorted(EXAMPLES.glob("*.jsonl"))

@@ -20,8 +20,8 @@ from schemas import codec
 from simulator.cli import add_arguments, config_from
 from simulator.generator import generate
 from simulator.output import render_events
-from streams.inprocess import InProcessEngine
-from streams.replay import parse_line
+from streams.inprocess.engine import InProcessEngine
+from streams.cli.replay import parse_line
 from tests.factories import order_paid, scan, upload
 
 LATENESS = load_rules().allowed_lateness

@@ -12,9 +12,9 @@ from processors.config import load_rules
 from schemas import codec
 from schemas.outputs import identity
 from streams import topics as T
-from streams.delivery import _NoAmbiguousRetry
-from streams.inprocess import InProcessEngine
-from streams.worker import Outgoing, StateStore
+from streams.kafka.clients import _NoAmbiguousRetry
+from streams.inprocess.engine import InProcessEngine
+from streams.worker.shell import Outgoing, StateStore
 from tests.streams.conftest import SCENARIOS, run_files
 
 OUTPUT_TOPICS = (T.VIOLATION_WARNINGS, T.CANCELLATION_OUTCOMES, T.SHOP_ALERTS)

@@ -16,10 +16,10 @@ import pytest
 
 from processors.config import load_rules
 from streams import topics as T
-from streams import worker
-from streams.delivery import commit_what_landed
-from streams.inprocess import InProcessEngine
-from streams.worker import Record
+from streams.worker import shell as worker
+from streams.kafka.clients import commit_what_landed
+from streams.inprocess.engine import InProcessEngine
+from streams.worker.shell import Record
 from tests.integration.simulated import simulated_stream
 from tests.streams.conftest import SCENARIOS, run_files
 

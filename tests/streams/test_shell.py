@@ -7,7 +7,7 @@ import pytest
 
 from processors.config import load_rules
 from schemas import codec
-from streams.inprocess import InProcessEngine, partition_for
+from streams.inprocess.engine import InProcessEngine, partition_for
 from tests.factories import PAID, SHIP_BY, WARN_AT, hours, order_paid, scan, upload
 from tests.streams.conftest import EXAMPLES, expected
 

@@ -5,7 +5,7 @@ from datetime import timedelta
 
 from processors.config import load_rules
 from schemas import codec
-from streams.inprocess import InProcessEngine
+from streams.inprocess.engine import InProcessEngine
 from tests.factories import PAID, cancellation, hours, order_paid, upload
 
 

@@ -8,8 +8,8 @@ from schemas import codec
 from schemas.events import OrderPaid
 from schemas.state import OrderState
 from simulator.cli import add_arguments, run as simulate
-from streams.inprocess import InProcessEngine
-from streams.replay import parse_line
+from streams.inprocess.engine import InProcessEngine
+from streams.cli.replay import parse_line
 from tests.factories import order_paid
 
 

@@ -9,8 +9,8 @@ from schemas import codec
 from simulator.cli import add_arguments, config_from
 from simulator.generator import generate
 from simulator.output import render_events
-from streams.inprocess import InProcessEngine
-from streams.replay import parse_line
+from streams.inprocess.engine import InProcessEngine
+from streams.cli.replay import parse_line
 from tests.streams.conftest import EXAMPLES
 
 

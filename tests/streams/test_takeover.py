@@ -16,10 +16,10 @@ from faust.types import TP
 
 from processors.config import load_rules
 from streams import topics as T
-from streams.app import _state_store
-from streams.inprocess import InProcessEngine
-from streams.worker import StateStore
-from streams.serde import KeyCodec, StateCodec
+from streams.runtime.app import _state_store
+from streams.inprocess.engine import InProcessEngine
+from streams.worker.shell import StateStore
+from streams.runtime.serde import KeyCodec, StateCodec
 from schemas.state import OrderState
 from tests.streams.conftest import SCENARIOS, run_files
 

@@ -15,7 +15,7 @@ import pytest
 from schemas import codec
 from schemas.outputs import CancellationOutcome, ShopAlert, ViolationWarning
 from streams.config import ConfigError
-from streams.dashboard import (DashboardState, Limits, WindowCounts, add_dashboard_parser, dashboard_env,
+from streams.dashboard.server import (DashboardState, Limits, WindowCounts, add_dashboard_parser, dashboard_env,
                                decode_output)
 
 T0 = datetime(2026, 3, 1, 10, 0, tzinfo=timezone.utc)  # when the records arrive (record time)

@@ -6,7 +6,7 @@ from pathlib import Path
 import yaml
 
 from streams.config import ENV_VARS, load_settings
-from streams.dashboard import DASHBOARD_ENV_VARS, dashboard_env
+from streams.dashboard.server import DASHBOARD_ENV_VARS, dashboard_env
 
 # The dashboard's own variables are read in streams/dashboard.py until they move into config.
 READ_BY_SHIPGUARD = set(ENV_VARS) | set(DASHBOARD_ENV_VARS)

@@ -9,8 +9,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from streams.metrics import Family, Histogram, Snapshot, consumer_lag, exposition, render, sample
-from streams.web import take_snapshot
+from streams.worker.metrics import Family, Histogram, Snapshot, consumer_lag, exposition, render, sample
+from streams.runtime.web import take_snapshot
 
 SAMPLE = re.compile(r'^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>.*)\})? (?P<value>\S+)$')
 LABEL = re.compile(r'(?P<name>[a-zA-Z_][a-zA-Z0-9_]*)="(?P<value>(?:[^"\\]|\\.)*)"(?:,|$)')
@@ -232,8 +232,8 @@ def test_the_snapshots_histogram_is_a_copy():
 
 
 def test_a_rocksdb_store_is_counted_by_its_estimate_without_reading_every_key():
-    from streams.web import state_count
-    from streams.worker import PartitionedStore, StateStore
+    from streams.runtime.web import state_count
+    from streams.worker.shell import PartitionedStore, StateStore
 
     class Db:
         def __init__(self, n):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from streams import security
+from streams.kafka import security
 from streams.config import ENV_VARS, SECURITY_ENV_VARS, ConfigError, Settings, load_settings
 
 OPENSSL = "/usr/bin/openssl"

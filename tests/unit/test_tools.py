@@ -15,10 +15,10 @@ import pytest
 
 from schemas import codec
 from schemas.state import Emitted, OrderFacts, OrderState, OtherUpload, ScanFact, UploadFact
-from streams import tools
-from streams.replay import parse_line
-from streams.tools import Filters, TailCount, describe, format_order, plan_publish, show_records
-from streams.web import not_held, order_view
+from streams.cli import tools
+from streams.cli.replay import parse_line
+from streams.cli.tools import Filters, TailCount, describe, format_order, plan_publish, show_records
+from streams.runtime.web import not_held, order_view
 from tests.factories import PAID, cancellation, order_paid, scan, upload
 
 UTC = timezone.utc
@@ -154,7 +154,7 @@ def test_a_missing_file_is_a_usage_error(tmp_path):
 
 
 def test_publish_only_accepts_input_topics_on_the_command_line():
-    from streams.cli import build_parser
+    from streams.cli.main import build_parser
 
     with pytest.raises(SystemExit):
         build_parser().parse_args(["publish", "violation-warnings", "x.jsonl"])
@@ -357,7 +357,7 @@ def test_the_order_page_shows_status_recipient_masks_waybill_open_warnings_and_t
 def test_the_partition_named_for_an_order_is_kafkas_default_partitioner_of_the_key():
     from aiokafka.partitioner import DefaultPartitioner
 
-    from streams.inprocess import partition_for
+    from streams.inprocess.engine import partition_for
 
     for key in ("O1", "570001", "订单-42", "x" * 37):
         assert partition_for(key.encode(), 8) == DefaultPartitioner()(key.encode(), list(range(8)), [])
@@ -401,7 +401,7 @@ def test_order_explains_an_unreachable_worker_an_unknown_order_and_a_recovering_
 
 
 def test_fetch_order_against_a_closed_port_raises_worker_unreachable():
-    from streams.broker import free_port
+    from streams.kafka.embedded import free_port
 
     with pytest.raises(tools.WorkerUnreachable):
         tools.fetch_order(f"http://127.0.0.1:{free_port()}", "O1", timeout=2)
@@ -428,7 +428,7 @@ def test_malformed_security_settings_are_a_usage_error_before_any_connection(tmp
 
 
 def test_a_broker_that_does_not_answer_is_reported_with_its_address(tmp_path, monkeypatch):
-    from streams.broker import free_port
+    from streams.kafka.embedded import free_port
 
     port = free_port()
     monkeypatch.setattr(tools, "BROKER_WAIT_SECONDS", 0.3)
@@ -440,9 +440,9 @@ def test_a_broker_that_does_not_answer_is_reported_with_its_address(tmp_path, mo
     assert f"no Kafka broker answered at 127.0.0.1:{port}" in err.getvalue()
 
 
-# ---- log lines (streams.runner) ----------------------------------------------------------
+# ---- log lines (streams.runtime.runner) ----------------------------------------------------------
 def log_line(message, *args, exc_info=None, name="shipguard", level=logging.INFO):
-    from streams.runner import KeyValueFormatter
+    from streams.runtime.runner import KeyValueFormatter
 
     record = logging.LogRecord(name, level, __file__, 1, message, args, exc_info)
     record.created, record.msecs = 1772416800.25, 250.0  # 2026-03-02T02:00:00.250Z

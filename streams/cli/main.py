@@ -27,7 +27,7 @@ def _time(text: str):
 
 
 def cmd_broker(args: argparse.Namespace) -> int:
-    from streams.broker import run_broker_cli
+    from streams.kafka.embedded import run_broker_cli
     from streams.config import load_settings
 
     settings = load_settings()
@@ -35,15 +35,15 @@ def cmd_broker(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from streams.runner import run_worker
+    from streams.runtime.runner import run_worker
 
     return run_worker(broker=args.broker, clock=args.clock)
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
     from streams.config import ConfigError, load_settings
-    from streams.replay import ReplayError, replay
-    from streams.security import kafka_python_kwargs
+    from streams.cli.replay import ReplayError, replay
+    from streams.kafka.security import kafka_python_kwargs
 
     try:
         settings = load_settings(broker=args.broker)
@@ -84,7 +84,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from streams.demo import run_demo
+    from streams.cli.demo import run_demo
 
     return run_demo(orders=args.orders, days=args.days, seed=args.seed, follow=args.follow)
 
@@ -154,10 +154,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--follow", action="store_true", help="keep running after the summary until Ctrl-C")
     p.set_defaults(func=cmd_demo)
 
-    from streams.tools import add_tool_parsers  # tail, order, publish
+    from streams.cli.tools import add_tool_parsers  # tail, order, publish
     add_tool_parsers(sub)
 
-    from streams.dashboard import add_dashboard_parser  # dashboard
+    from streams.dashboard.server import add_dashboard_parser  # dashboard
     add_dashboard_parser(sub)
     return parser
 
@@ -171,6 +171,3 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         return 130
 
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

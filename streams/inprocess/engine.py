@@ -20,8 +20,8 @@ from processors.config import RulesConfig
 from processors.order import Context
 from schemas import codec
 from streams import topics as T
-from streams.replay import Message, read_messages
-from streams.worker import Outgoing, Record, Shell, StateStore
+from streams.cli.replay import Message, read_messages
+from streams.worker.shell import Outgoing, Record, Shell, StateStore
 
 FIXED_WALL = datetime(2000, 1, 1, tzinfo=timezone.utc)
 

@@ -57,7 +57,7 @@ if TYPE_CHECKING:  # the server's imports are paid only by `shipguard dashboard`
 log = logging.getLogger("shipguard.dashboard")
 
 TOPICS = ("violation-warnings", "cancellation-outcomes", "shop-alerts")
-STATIC_DIR = Path(__file__).resolve().parent / "dashboard_static"
+STATIC_DIR = Path(__file__).resolve().parent / "static"
 DEFAULT_PORT = 8080
 DEFAULT_HOURS = 24.0
 #: Read by `dashboard_env`; to move into streams/config.py (ENV_VARS and Settings).
@@ -480,7 +480,7 @@ class OutputReader:
     async def _read(self, stop: asyncio.Event) -> None:
         from aiokafka import AIOKafkaConsumer
 
-        from streams.compat import raise_to_highwater
+        from streams.kafka.compat import raise_to_highwater
 
         consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, client_id=self.client_id, group_id=None,
                                     enable_auto_commit=False, fetch_max_wait_ms=250, request_timeout_ms=15_000,
@@ -858,7 +858,7 @@ def add_dashboard_parser(sub: Any) -> None:
 def cmd_dashboard(args: argparse.Namespace) -> int:
     """`shipguard dashboard`: returns an exit code (2 for a bad setting or a taken port)."""
     from streams.config import ConfigError, load_settings
-    from streams.security import aiokafka_kwargs
+    from streams.kafka.security import aiokafka_kwargs
 
     try:
         settings = load_settings(broker=args.broker, clock=args.clock)

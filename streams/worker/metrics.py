@@ -1,7 +1,7 @@
 """The worker's metrics in Prometheus' text exposition format (version 0.0.4), with no dependency.
 
 `Histogram` is what the worker observes into (`shell.metrics.latency`); `Snapshot` is a plain
-copy of every number `/metrics` serves, taken by `streams.web` from the shell and the consumer;
+copy of every number `/metrics` serves, taken by `streams.runtime.web` from the shell and the consumer;
 `render(snapshot)` turns it into the exposition text. Everything here is pure: no Faust, no
 Kafka, no clock, so the format is unit-tested by parsing it back.
 

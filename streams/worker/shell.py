@@ -34,7 +34,7 @@ from schemas.shop import ShopFact
 from schemas.state import InputClock, Outbox, OutboxItem
 from schemas.types import format_time
 from streams import topics as T
-from streams.metrics import Histogram
+from streams.worker.metrics import Histogram
 
 log = logging.getLogger("shipguard")
 UTC = timezone.utc
@@ -302,7 +302,7 @@ class Shell:
         # (feed side, the partitions it vouches for) -> the last watermark sent: a mark for other
         # sources (partitions taken over in a rebalance) goes out even at the same time
         self.last_marks: dict[tuple[str, tuple[int, ...]], datetime] = {}
-        # False only where forwards are delivered synchronously (streams.inprocess): then the
+        # False only where forwards are delivered synchronously (streams.inprocess.engine): then the
         # order side cannot run ahead of the waybill side and needs no in-band watermarks.
         self.in_band_marks = in_band_marks
         # Crash safety (README "Delivery guarantees"): each batch's messages go to its outbox and
@@ -955,7 +955,7 @@ class Shell:
 
     async def _deliver(self, out: list[Outgoing],
                        bases: Optional[dict[tuple[str, Optional[int]], Optional[int]]] = None) -> None:
-        """Send and wait for every message; repair what failed (see streams.delivery). `bases`:
+        """Send and wait for every message; repair what failed (see streams.kafka.clients). `bases`:
         where each output partition stood before these messages (default: as we wrote it)."""
         if bases is None:
             bases = {(o.topic, o.partition): self.output_next.get((o.topic, o.partition))  # type: ignore[arg-type]

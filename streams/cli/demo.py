@@ -118,12 +118,12 @@ def start_dashboard(broker_url: str, port: int, log_path: Path, env: dict[str, s
 
 def run_demo(orders: int = 300, days: int = 7, seed: int = 7, follow: bool = False) -> int:
     """Run the whole demo; returns an exit code."""
-    from streams.broker import BrokerError, EmbeddedBroker, free_port
-    from streams.compat import create_topics_up_front
+    from streams.kafka.embedded import BrokerError, EmbeddedBroker, free_port
+    from streams.kafka.compat import create_topics_up_front
     from streams.config import load_settings
-    from streams.replay import replay
-    from streams.security import PLAINTEXT_ENV
-    from streams.supervise import WorkerFailed, WorkerProcess, wait_idle
+    from streams.cli.replay import replay
+    from streams.kafka.security import PLAINTEXT_ENV
+    from streams.cli.supervise import WorkerFailed, WorkerProcess, wait_idle
 
     work = Path(tempfile.mkdtemp(prefix="shipguard-demo-"))
     events, label_path = work / "events.jsonl", work / "labels.json"

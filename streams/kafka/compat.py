@@ -77,7 +77,7 @@ def detect(settings: Settings) -> bool:
     if settings.broker_compat != "auto":
         return settings.broker_compat == "embedded"
     from streams import admin  # here, not at the top: admin imports this module
-    from streams.security import kafka_python_kwargs
+    from streams.kafka.security import kafka_python_kwargs
 
     try:
         return admin.is_embedded_broker(settings.bootstrap_servers, security=kafka_python_kwargs(settings))
@@ -151,7 +151,7 @@ def real_end_offsets(bootstrap: Union[str, Sequence[str]], topic: str, timeout: 
     """The real end offset (offset of the next record) of each partition of `topic`, on either broker.
 
     `bootstrap` is `host:port` or a list of them (a `kafka://` prefix is dropped); `security` the
-    client keywords from `streams.security` (None: PLAINTEXT). Blocking; safe to call from inside
+    client keywords from `streams.kafka.security` (None: PLAINTEXT). Blocking; safe to call from inside
     a running event loop (it runs on its own loop in a helper thread).
     """
     servers = [strip_scheme(s) for s in ([bootstrap] if isinstance(bootstrap, str) else bootstrap)]
@@ -325,7 +325,7 @@ def create_topics_up_front(settings: Settings) -> list[str]:
     brokers; returns the names it created.
     """
     from streams import admin  # here, not at the top: admin imports this module
-    from streams.security import kafka_python_kwargs
+    from streams.kafka.security import kafka_python_kwargs
     from streams.topics import all_topics
 
     return admin.ensure_topics(settings.bootstrap_servers, all_topics(settings.app_id), settings.partitions,

@@ -32,7 +32,7 @@ def logfmt_value(value: str) -> str:
 class KeyValueFormatter(logging.Formatter):
     """One line per record: `ts=... level=... logger=...` and then the message's own key=value pairs.
 
-    Messages are written as `what key=%s key=%s` (see streams.worker); a value interpolated
+    Messages are written as `what key=%s key=%s` (see streams.worker.shell); a value interpolated
     right after `=` is quoted when it holds a space, quote or newline, so that an error text
     stays one value. A message with no pair at all becomes `msg="..."`. An exception becomes
     one `exc="..."` value: a line is always one record, whatever it carries.
@@ -108,7 +108,7 @@ def configure_logging(level: str) -> None:
 
 def run_worker(broker: Optional[str] = None, clock: Optional[str] = None) -> int:
     """`shipguard worker`: returns a process exit code."""
-    from streams import security
+    from streams.kafka import security
 
     try:
         settings = load_settings(broker=broker, clock=clock)
@@ -119,8 +119,9 @@ def run_worker(broker: Optional[str] = None, clock: Optional[str] = None) -> int
         return 2
     import faust
 
-    from streams import admin, compat
-    from streams.app import build_app
+    from streams.kafka import admin
+    from streams.kafka import compat
+    from streams.runtime.app import build_app
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s",
                         force=True)

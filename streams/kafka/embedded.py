@@ -27,8 +27,8 @@ import threading
 import time
 from typing import IO, Any, Callable, Optional
 
-from streams import admin
-from streams.compat import EMBEDDED_CLUSTER_ID
+from streams.kafka import admin
+from streams.kafka.compat import EMBEDDED_CLUSTER_ID
 from streams.topics import all_topics
 
 HOST = "127.0.0.1"

@@ -22,9 +22,9 @@ from typing import Any, Callable, Iterable, Optional
 from schemas.state import OrderState
 from schemas.types import format_time
 from streams import topics as T
-from streams.inprocess import partition_for
-from streams.metrics import CONTENT_TYPE, Snapshot, consumer_lag, render
-from streams.worker import PartitionedStore
+from streams.inprocess.engine import partition_for
+from streams.worker.metrics import CONTENT_TYPE, Snapshot, consumer_lag, render
+from streams.worker.shell import PartitionedStore
 
 log = logging.getLogger("shipguard")
 

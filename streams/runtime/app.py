@@ -23,13 +23,13 @@ from processors.config import RulesConfig
 from processors.order import Context
 from schemas.shop import ShopState
 from schemas.state import InputClock, Outbox, OrderState, WaybillState
-from streams import security
+from streams.kafka import security
 from streams import topics as T
 from streams.config import Settings
-from streams.delivery import OutputClient, commit_what_landed
-from streams.web import install_web
-from streams.serde import KeyCodec, StateCodec
-from streams.worker import Outgoing, PartitionedStore, Record, Shell, StateStore
+from streams.kafka.clients import OutputClient, commit_what_landed
+from streams.runtime.web import install_web
+from streams.runtime.serde import KeyCodec, StateCodec
+from streams.worker.shell import Outgoing, PartitionedStore, Record, Shell, StateStore
 
 log = logging.getLogger("shipguard")
 
@@ -167,7 +167,7 @@ def build_app(settings: Settings, rules: RulesConfig, faust_overrides: Optional[
         return await app.producer.send(topic, key, value, partition, None, None)
 
     async def send(out: list[Outgoing]) -> list[Any]:
-        # output topics through our own producer (no ambiguous retries: streams.delivery), the
+        # output topics through our own producer (no ambiguous retries: streams.kafka.clients), the
         # rest through Faust's; then wait for all: an offset, or the exception, per message
         futures = [await (outputs.send(item.topic, item.key, item.value, item.partition)  # type: ignore[arg-type]
                           if item.identity is not None else produce(item.topic, item.key, item.value, item.partition))
@@ -186,7 +186,7 @@ def build_app(settings: Settings, rules: RulesConfig, faust_overrides: Optional[
         # the Fetch high-water mark (its ListOffsets is too low).
         from aiokafka import AIOKafkaConsumer, TopicPartition
 
-        from streams import compat
+        from streams.kafka import compat
 
         consumer = offsets_client.get("consumer")
         if consumer is None:
@@ -211,7 +211,7 @@ def build_app(settings: Settings, rules: RulesConfig, faust_overrides: Optional[
         # the group's committed offsets from the broker (Faust's copy is set only after its
         # seek, and records can arrive before: the hole Shell._complete closes); a broker that
         # does not answer is asked again (an outage) for a minute before the worker gives up
-        from streams import admin
+        from streams.kafka import admin
 
         attempt = 0
         while True:

@@ -4,7 +4,7 @@
 logs that it is ready (table recovery done, partitions assigned), and stops it without leaving
 a process behind. `wait_idle` waits until the worker's consumer group has committed every input
 and internal record; `read_topic` reads a topic from the beginning. Their `security` is the
-client keywords from `streams.security` (None: PLAINTEXT).
+client keywords from `streams.kafka.security` (None: PLAINTEXT).
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ class WorkerProcess:
                     "SHIPGUARD_WEB_PORT": str(web_port), "PYTHONUNBUFFERED": "1",
                     "SHIPGUARD_DATA_DIR": str(data_dir or log_path.parent / f"{app_id}-data"),
                     **(extra_env or {})}
-        repo = str(Path(__file__).resolve().parents[1])
+        repo = str(Path(__file__).resolve().parents[2])
         self.env["PYTHONPATH"] = os.pathsep.join(p for p in (repo, os.environ.get("PYTHONPATH")) if p)
         self.process: Optional[subprocess.Popen] = None
         self.log_start = 0  # where this run's lines begin in a shared log file
@@ -144,7 +144,7 @@ def _behind_and_ends(bootstrap: Sequence[str], group: str, topics: Iterable[str]
 
     The committed offsets are read first: an end read after them is never below them.
     """
-    from streams.admin import committed_offsets, end_offsets
+    from streams.kafka.admin import committed_offsets, end_offsets
 
     committed = committed_offsets(bootstrap, group, security=security)
     topics = list(topics)
@@ -209,7 +209,7 @@ def read_topic(bootstrap: Sequence[str], topic: str, timeout: float = 2.0,
     """Every value on `topic` from the beginning, decoded (waits `timeout` for stragglers)."""
     from kafka import KafkaConsumer, TopicPartition
 
-    from streams.admin import end_offsets
+    from streams.kafka.admin import end_offsets
 
     ends = end_offsets(bootstrap, topic, security)
     consumer = KafkaConsumer(bootstrap_servers=list(bootstrap), enable_auto_commit=False,

@@ -112,9 +112,9 @@ BROKER_WAIT_SECONDS = 10.0
 def client_settings(broker: Optional[str]) -> tuple[list[str], dict[str, Any]]:
     """(bootstrap servers, TLS/SASL keywords) of a broker that answers; ConfigError if the settings
     are malformed, BrokerUnreachable (saying where) if no broker answers within 10 s."""
-    from streams.admin import wait_for_broker
+    from streams.kafka.admin import wait_for_broker
     from streams.config import load_settings
-    from streams.security import kafka_python_kwargs
+    from streams.kafka.security import kafka_python_kwargs
 
     settings = load_settings(broker=broker)
     security = kafka_python_kwargs(settings)

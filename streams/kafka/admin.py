@@ -2,7 +2,7 @@
 read end offsets. Used by the CLI, the worker's start-up and the tests; nothing here is Faust.
 
 `bootstrap` is anything `SHIPGUARD_BROKER` may hold (`kafka://host:port`, comma separated) or a
-list of `host:port` pairs. `security` is the client's security keywords from `streams.security`
+list of `host:port` pairs. `security` is the client's security keywords from `streams.kafka.security`
 (`kafka_python_kwargs(settings)`; the same keywords serve aiokafka); None talks PLAINTEXT.
 """
 
@@ -17,7 +17,7 @@ from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence, Union
 import kafka.errors
 from kafka.admin import KafkaAdminClient
 
-from streams import compat
+from streams.kafka import compat
 from streams.config import strip_scheme
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,1 @@
+"""The `shipguard` command line: every subcommand's parser and entry point."""
