@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
+from kafka.partitioner.default import murmur2
+
 ORDER_PAID = "order-paid"
 WAYBILL_UPLOADED = "waybill-uploaded"
 TRACKING_SCANS = "tracking-scans"
@@ -26,3 +30,26 @@ def internal_topics(app_id: str) -> tuple[str, str, str]:
 def all_topics(app_id: str) -> tuple[str, ...]:
     """Contract topics plus internal feeds: all are created up front with the same partition count."""
     return CONTRACT_TOPICS + internal_topics(app_id)
+
+
+ORDER_SIDE, WAYBILL_SIDE, SHOP_SIDE = "order", "waybill", "shop"
+
+
+def side_topics(app_id: str) -> dict[str, tuple[str, ...]]:
+    """What each side of the worker consumes: its inputs, then its own feed (the one place that says so)."""
+    waybill_feed, order_feed, shop_feed = internal_topics(app_id)
+    return {ORDER_SIDE: (ORDER_PAID, WAYBILL_UPLOADED, CANCELLATION_REQUESTS, CLOCK_TICKS, order_feed),
+            WAYBILL_SIDE: (TRACKING_SCANS, waybill_feed),
+            SHOP_SIDE: (shop_feed,)}
+
+
+def side_of(app_id: str) -> dict[str, str]:
+    """Topic -> the side that consumes it."""
+    return {topic: side for side, topics in side_topics(app_id).items() for topic in topics}
+
+
+def partition_for(key: Optional[bytes], partitions: int, fallback: int = 0) -> int:
+    """Kafka's default partitioner: murmur2 of the key bytes, or the fallback for no key."""
+    if key is None:
+        return fallback
+    return (murmur2(key) & 0x7FFFFFFF) % partitions

@@ -4,7 +4,8 @@ Records are appended to an in-memory partitioned log (Kafka's murmur2 key partit
 each published record is delivered at once, in publish order, to the side that consumes its
 topic; internal feed messages loop back the same way. That is the contract's reference reading
 ("one at a time in publish order"), so scenarios, property tests and `simulate --check` can run
-thousands of orders per second through exactly the worker's logic.
+thousands of orders per second through exactly the worker's logic. The engine is the shell's
+`Broker` (streams.worker.port): it serves every partition, and nothing is ever committed.
 """
 
 from __future__ import annotations
@@ -14,48 +15,46 @@ from collections import defaultdict
 from datetime import datetime, timezone
 from typing import Any, Iterable, Optional
 
-from kafka.partitioner.default import murmur2
-
 from processors.config import RulesConfig
 from processors.order import Context
 from schemas import codec
 from streams import topics as T
 from streams.cli.replay import Message, read_messages
-from streams.worker.shell import Outgoing, Record, Shell, StateStore
+from streams.topics import partition_for
+from streams.worker.records import TP, Outgoing, Record
+from streams.worker.shell import Shell
+from streams.worker.stores import StateStore, Stores
 
 FIXED_WALL = datetime(2000, 1, 1, tzinfo=timezone.utc)
 
-
-def partition_for(key: Optional[bytes], partitions: int, fallback: int = 0) -> int:
-    """Kafka's default partitioner: murmur2 of the key bytes, or the fallback for no key."""
-    if key is None:
-        return fallback
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
+__all__ = ["FIXED_WALL", "InProcessEngine", "partition_for"]
 
 
 class InProcessEngine:
-    """The Shell on a loopback log: publish records, read the output topics."""
+    """The Shell on a loopback log: publish records, read the output topics.
+
+    `outbox=True` gives the shell an outbox table (as on Kafka); `in_band_marks=True` makes the
+    sides exchange watermarks as on Kafka (in process the forwards arrive at once and need none).
+    """
 
     def __init__(self, rules: RulesConfig, partitions: int = 8, app_id: str = "shipguard",
-                 salt: str = "test-salt", clock: str = "event", wall_now: Any = None) -> None:
+                 salt: str = "test-salt", clock: str = "event", wall_now: Any = None,
+                 outbox: bool = False, in_band_marks: bool = False) -> None:
         self.partitions = partitions
         self.log: dict[str, dict[int, list[Record]]] = defaultdict(lambda: defaultdict(list))
-        self.waybill_feed, self.order_feed, self.shop_feed = T.internal_topics(app_id)
-        self.order_topics = {T.ORDER_PAID, T.WAYBILL_UPLOADED, T.CANCELLATION_REQUESTS, T.CLOCK_TICKS,
-                             self.order_feed}
-        self.waybill_topics = {T.TRACKING_SCANS, self.waybill_feed}
-        self.shop_topics = {self.shop_feed}
+        self.side_of = T.side_of(app_id)
         self.orders: dict[str, Any] = {}
         self.waybills: dict[str, Any] = {}
         self.shops: dict[str, Any] = {}
         self.changelog: list[tuple[str, int, str, Any]] = []
+        stores = Stores(StateStore(self.orders, self._changelog("orders")),
+                        StateStore(self.waybills, self._changelog("waybills")),
+                        StateStore(self.shops, self._changelog("shops")),
+                        StateStore({}, None))
         self.shell = Shell(
-            ctx=Context(rules=rules, salt=salt), clock_mode=clock, partitions=partitions, app_id=app_id,
-            orders=StateStore(self.orders, self._changelog("orders")),
-            waybills=StateStore(self.waybills, self._changelog("waybills")),
-            shops=StateStore(self.shops, self._changelog("shops")),
-            send=self._send, assigned=self._assigned, end_offsets=self._end_offsets, start_offset=lambda tp: 0,
-            wall_now=wall_now or (lambda: FIXED_WALL), in_band_marks=False)
+            ctx=Context(rules=rules, salt=salt), broker=self, stores=stores, clock_mode=clock,
+            partitions=partitions, app_id=app_id, outbox=StateStore({}, None) if outbox else None,
+            wall_now=wall_now or (lambda: FIXED_WALL), in_band_marks=in_band_marks)
         self._queue: list[Record] = []
 
     def _changelog(self, table: str) -> Any:
@@ -63,14 +62,38 @@ class InProcessEngine:
             self.changelog.append((table, partition, key, value))
         return write
 
-    # -- the loopback log ------------------------------------------------------------------
-    def _assigned(self) -> list[tuple[str, int]]:
-        consumed = self.order_topics | self.waybill_topics | self.shop_topics
-        return [(topic, p) for topic in consumed for p in range(self.partitions)]
+    # -- the shell's broker (streams.worker.port.Broker) ---------------------------------------
+    def assigned(self) -> list[TP]:
+        """Every partition of every consumed topic."""
+        return [(topic, p) for topic in self.side_of for p in range(self.partitions)]
 
-    async def _end_offsets(self, tps: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
+    async def end_offsets(self, tps: list[TP]) -> dict[TP, int]:
         return {(topic, p): len(self.log[topic][p]) for topic, p in tps}
 
+    async def committed(self) -> dict[TP, int]:
+        return {}  # nothing is committed: every partition starts at 0
+
+    def start_offset(self, tp: TP) -> int:
+        return 0
+
+    def rebalances(self) -> int:
+        return 0
+
+    async def send(self, out: list[Outgoing]) -> Optional[list[Any]]:
+        for item in out:
+            record = self._append(item.topic, item.key, item.value, item.partition)
+            if item.topic in self.side_of:
+                self._queue.append(record)
+        return None
+
+    async def read_range(self, topic: str, partition: int, start: int, stop: int) -> list[Record]:
+        return self.log[topic][partition][start:stop]
+
+    async def read_back(self, topic: str, partition: int, start: int) -> tuple[list[bytes], int]:
+        records = self.log[topic][partition]
+        return [r.value for r in records[start:] if r.value is not None], len(records)
+
+    # -- the loopback log ------------------------------------------------------------------
     def _append(self, topic: str, key: Optional[bytes], value: bytes, partition: Optional[int]) -> Record:
         if partition is None:
             partition = partition_for(key, self.partitions)
@@ -79,19 +102,8 @@ class InProcessEngine:
         log.append(record)
         return record
 
-    async def _send(self, out: list[Outgoing]) -> None:
-        for item in out:
-            record = self._append(item.topic, item.key, item.value, item.partition)
-            if item.topic in self.order_topics | self.waybill_topics | self.shop_topics:
-                self._queue.append(record)
-
     async def _deliver(self, record: Record) -> None:
-        if record.topic in self.order_topics:
-            await self.shell.order_batch([record])
-        elif record.topic in self.shop_topics:
-            await self.shell.shop_batch([record])
-        else:
-            await self.shell.waybill_batch([record])
+        await self.shell.batch(self.side_of[record.topic], [record])
 
     async def _drain(self) -> None:
         while self._queue:
@@ -101,7 +113,7 @@ class InProcessEngine:
     async def publish(self, topic: str, key: Optional[bytes], value: bytes, partition: Optional[int] = None) -> None:
         """Publish one record and process everything it causes before returning."""
         record = self._append(topic, key, value, partition)
-        if topic in self.order_topics or topic in self.waybill_topics:
+        if topic in self.side_of and self.side_of[topic] != T.SHOP_SIDE:
             self._queue.append(record)
         await self._drain()
 

@@ -17,8 +17,8 @@ from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence, Union
 import kafka.errors
 from kafka.admin import KafkaAdminClient
 
-from streams.kafka import compat
 from streams.config import strip_scheme
+from streams.kafka.offsets import real_end_offsets
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +27,15 @@ Security = Optional[Mapping[str, Any]]
 
 _TOPIC_ALREADY_EXISTS = kafka.errors.TopicAlreadyExistsError.errno
 _UNREACHABLE = (kafka.errors.KafkaTimeoutError, kafka.errors.KafkaConnectionError)
+
+
+#: The cluster id the embedded broker reports unless started with another `--cluster-id`.
+EMBEDDED_CLUSTER_ID = "tansu_cluster"
+
+
+def is_embedded_cluster_id(cluster_id: str) -> bool:
+    """True for the cluster id of a Tansu broker (`tansu_cluster` by default)."""
+    return cluster_id.strip().lower().startswith("tansu")
 
 
 class BrokerUnreachable(ConnectionError):
@@ -69,7 +78,7 @@ def cluster_id(bootstrap: Bootstrap, timeout: float = 10.0, security: Security =
 
 def is_embedded_broker(bootstrap: Bootstrap, timeout: float = 10.0, security: Security = None) -> bool:
     """True when the broker at `bootstrap` is the embedded Tansu broker (judged by its cluster id)."""
-    return compat.is_embedded_cluster_id(cluster_id(bootstrap, timeout, security))
+    return is_embedded_cluster_id(cluster_id(bootstrap, timeout, security))
 
 
 def partition_counts(bootstrap: Bootstrap, names: Iterable[str], timeout: float = 10.0,
@@ -110,9 +119,9 @@ def end_offsets(bootstrap: Bootstrap, topic: str, security: Security = None) -> 
     """The real end offset (offset of the next record) of each partition of `topic`, on any broker.
 
     Kafka's ListOffsets is not trusted alone because the embedded broker's answer is too low;
-    see `compat.real_end_offsets`.
+    see `streams.kafka.offsets.real_end_offsets`.
     """
-    return compat.real_end_offsets(servers(bootstrap), topic, security=security)
+    return real_end_offsets(servers(bootstrap), topic, security=security)
 
 
 def committed_offsets(bootstrap: Bootstrap, group: str, timeout: float = 10.0,

@@ -15,41 +15,13 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Callable, Iterable, Iterator, Optional
+from typing import Any, Callable, Optional
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.errors import KafkaConnectionError, RequestTimedOutError
-from aiokafka.producer.sender import SendProduceReqHandler
+
+from streams.kafka.overrides import forbid_ambiguous_retries
 
 log = logging.getLogger("shipguard")
-
-# the request may or may not have been written: only reading the partition can tell
-AMBIGUOUS = (KafkaConnectionError, RequestTimedOutError)
-
-
-class _NoAmbiguousRetry(SendProduceReqHandler):
-    def _can_retry(self, error: Any, batch: Any) -> bool:
-        if isinstance(error, AMBIGUOUS):
-            return False
-        return super()._can_retry(error, batch)
-
-
-def forbid_ambiguous_retries(producer: AIOKafkaProducer) -> None:
-    """Make `producer` fail, not retry, a produce request whose outcome is unknown.
-
-    Replaces the sender's `_send_produce_req` on this producer only (the same four lines as
-    aiokafka 0.14's, with our handler); tested in tests/integration/test_delivery.py.
-    """
-    sender = producer._sender
-
-    async def send_produce_req(node_id: int, batches: dict) -> None:
-        handler = _NoAmbiguousRetry(sender, batches)
-        await handler.do(node_id)
-        sender._in_flight.remove(node_id)
-        for tp in batches:
-            sender._muted_partitions.remove(tp)
-
-    sender._send_produce_req = send_produce_req
 
 
 class OutputClient:
@@ -86,7 +58,7 @@ class OutputClient:
                          timeout: float = 30.0) -> list[ConsumerRecord]:
         """The records of `topic`/`partition` from offset `start` up to, not including, `stop`.
 
-        For an input partition whose records the consumer skipped (`Shell._complete`). Records
+        For an input partition whose records the consumer skipped (`streams.worker.reading`). Records
         the broker no longer has (retention) are not there: the read starts at the earliest.
         """
         records, _ = await self._read(topic, partition, start, stop, timeout)
@@ -127,44 +99,3 @@ class OutputClient:
             if client is not None:
                 await client.stop()
         self.producer = self.consumer = None
-
-
-def commit_what_landed(consumer: Any, committable: Callable[[tuple[str, int]], Optional[int]],
-                       landed: Callable[[], Iterable[tuple[str, int]]] = tuple) -> None:
-    """Make Faust's `consumer` commit, per partition, what `committable` says has landed; idempotent.
-
-    Faust computes a commit from the offsets its streams acknowledged and from the holes it
-    noticed itself. After a worker starts on a partition mid-stream both can be wrong: it has
-    been seen to commit past records it never delivered, or to stall one offset per commit
-    behind records that were processed. The shell knows exactly which records it processed
-    and landed (`Shell.committable`): that is what is committed, and nothing for a partition
-    without a landed record. Faust's own computation still runs, to trim its bookkeeping.
-
-    Faust only looks at partitions it delivered records of since the assignment; a partition
-    whose records the shell read itself (a tail Faust never delivered) is added from `landed`,
-    else its commit would stay behind for good.
-    """
-    if getattr(consumer, "_shipguard_commits", None) == committable:
-        return
-    faust_new_offset = type(consumer)._new_offset
-    faust_pending = type(consumer)._filter_tps_with_pending_acks
-
-    def _new_offset(tp: Any) -> Optional[int]:
-        faust_new_offset(consumer, tp)
-        return committable((tp.topic, tp.partition))
-
-    def _filter_tps_with_pending_acks(topics: Any = None) -> Iterator[Any]:
-        from faust.types import TP
-
-        seen = set()
-        for tp in faust_pending(consumer, topics):
-            seen.add(tp)
-            yield tp
-        for topic, partition in list(landed()):
-            tp = TP(topic, partition)
-            if tp not in seen and (topics is None or tp in topics or topic in topics):
-                yield tp
-
-    consumer._new_offset = _new_offset
-    consumer._filter_tps_with_pending_acks = _filter_tps_with_pending_acks
-    consumer._shipguard_commits = committable

@@ -22,9 +22,9 @@ from typing import Any, Callable, Iterable, Optional
 from schemas.state import OrderState
 from schemas.types import format_time
 from streams import topics as T
-from streams.inprocess.engine import partition_for
+from streams.topics import partition_for
+from streams.kafka.overrides import RocksDBTableData
 from streams.worker.metrics import CONTENT_TYPE, Snapshot, consumer_lag, render
-from streams.worker.shell import PartitionedStore
 
 log = logging.getLogger("shipguard")
 
@@ -58,7 +58,7 @@ def install_web(app: Any, shell: Any, is_ready: Callable[[], bool]) -> None:
             return view.json({"status": "recovering"}, status=503)
         return view.json({"status": "ok", "clock": shell.clock_mode,
                           "assigned_partitions": len(_held_partitions(shell)), "partitions": shell.partitions,
-                          "orders": state_count(shell.orders), "waybills": state_count(shell.waybills)})
+                          "orders": state_count(shell.stores.orders), "waybills": state_count(shell.stores.waybills)})
 
     @app.page("/order/{order_id:.+}", name="shipguard.order")
     async def order(view: Any, request: Any, order_id: str) -> Any:
@@ -68,7 +68,7 @@ def install_web(app: Any, shell: Any, is_ready: Callable[[], bool]) -> None:
                              status=503)
         partition = partition_for(order_id.encode("utf-8"), shell.partitions)
         held = _held_partitions(shell)
-        state = shell.orders.get(order_id)
+        state = shell.stores.orders.get(order_id)
         if state is None:
             return view.json(not_held(order_id, partition, shell.partitions, held), status=404)
         # the partition the shell stamped is where it lives, whatever partitioner its producer used
@@ -77,17 +77,17 @@ def install_web(app: Any, shell: Any, is_ready: Callable[[], bool]) -> None:
 
 def _held_partitions(shell: Any) -> list[int]:
     """The partitions this worker holds (every topic is co-partitioned: those of order-paid)."""
-    return sorted(p for topic, p in shell.assigned() if topic == T.ORDER_PAID)
+    return sorted(shell.owned_partitions())
 
 
 def take_snapshot(shell: Any, ready: bool, highwater: Callable[[tuple[str, int]], Optional[int]]) -> Snapshot:
     """Copy the shell's counters and sizes; lag from its end offsets (event clock) or `highwater`."""
     metrics = shell.metrics
-    assigned = [(tp[0], tp[1]) for tp in shell.assigned()]
-    external = [tp for tp in assigned if tp[0] in shell.external]
-    if shell.clock_mode == "event" and shell.ends:
+    time = shell.time
+    external = [(tp[0], tp[1]) for tp in shell.broker.assigned() if tp[0] in time.external]
+    if shell.clock_mode == "event" and time.ends:
         # refreshed from the broker on every tick (0.2 s) for the event clock
-        ends: dict[tuple[str, int], Optional[int]] = dict(shell.ends)
+        ends: dict[tuple[str, int], Optional[int]] = dict(time.ends)
     else:
         ends = {tp: highwater(tp) for tp in external}
     latency = getattr(metrics, "latency", None)
@@ -97,9 +97,9 @@ def take_snapshot(shell: Any, ready: bool, highwater: Callable[[tuple[str, int]]
         offset_gaps=metrics.offset_gaps, replayed=metrics.replayed, refetched=metrics.refetched,
         deferred=metrics.deferred,
         latency=latency.copy() if latency is not None else None,
-        open_orders=state_count(shell.orders), open_waybills=state_count(shell.waybills),
-        pending_deadlines=len(shell.order_deadlines) + len(shell.waybill_deadlines) + len(shell.shop_deadlines),
-        lag=consumer_lag(external, ends, dict(shell.processed), shell.first_offset, T.INPUT_TOPICS),
+        open_orders=state_count(shell.stores.orders), open_waybills=state_count(shell.stores.waybills),
+        pending_deadlines=shell.pending_deadlines(),
+        lag=consumer_lag(external, ends, dict(time.processed), shell.reading.first_offset, T.INPUT_TOPICS),
         ready=ready)
 
 
@@ -107,10 +107,9 @@ def state_count(store: Any) -> int:
     """Keys in a state store. RocksDB: its own estimate, since Faust's len() reads every key of
     every partition's database (seconds for a million orders, on the worker's event loop)."""
     data = getattr(store, "data", None)
-    if isinstance(data, PartitionedStore):
+    if isinstance(data, RocksDBTableData):
         try:
-            return sum(int(db.property_int_value("rocksdb.estimate-num-keys") or 0)
-                       for db in data.store._dbs_for_actives())
+            return data.estimate_keys()
         except Exception:  # noqa: BLE001 - another RocksDB binding, or no assignment yet
             log.debug("no RocksDB key estimate; counting keys", exc_info=True)
     return len(store)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import bisect
 import math
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Mapping, Optional, Sequence, get_args
 
@@ -73,6 +74,23 @@ class Histogram:
         other = Histogram(self.bounds)
         other.counts, other.sum, other.count = list(self.counts), self.sum, self.count
         return other
+
+
+@dataclass
+class Metrics:
+    """Counters a person asks about: what came in, what went out, what was refused or late."""
+
+    consumed: Counter = field(default_factory=Counter)
+    outputs: Counter = field(default_factory=Counter)
+    dead_letters: int = 0
+    late_events: int = 0
+    duplicates: int = 0
+    latency: Histogram = field(default_factory=Histogram)  # seconds per batch, from read to delivered
+    offset_gaps: int = 0  # a record further on than the next one of its partition (skipped records)
+    replayed: int = 0     # a record behind the next one of its partition (read again)
+    refetched: int = 0    # records the consumer skipped, read by the worker itself (streams.worker.reading)
+    deferred: int = 0     # records delivered while the worker was paused for a rebalance, read again after
+    not_owned: int = 0    # records of a partition no longer assigned, delivered late and dropped
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,289 @@
+"""Every place shipguard reaches into Faust's or aiokafka's internals, and why.
+
+Faust provides group membership, batching, table restore, the web server and a timer; commits,
+state addressing, producing, delivery and read completeness are shipguard's. Where the two meet
+we touch what the libraries do not publish. All of it is here, pinned to faust-streaming 0.15.3
+and aiokafka 0.14.0 (pyproject.toml): a version bump starts by reading this table.
+
+| # | what is overridden or read | why | proved by |
+|---|---|---|---|
+| 1 | `AIOKafkaConsumerThread._highwaters` wrapped (embedded broker only) | Tansu's ListOffsets(latest) is too low: Faust's recovery stopped short of a changelog's end (a table missed its last updates; RocksDB raised ConsistencyError on restart) | tests/integration/test_compat.py (the end offset fix tests) |
+| 2 | `AIOKafkaConsumerThread._create_worker_consumer` wrapped: `_fetch_max_wait_ms` (embedded broker only) | Faust hard-codes a 1,500 ms fetch wait and Tansu holds a Fetch for about half of it even with records waiting: each hop between sides waited ~0.4 s | tests/integration/test_compat.py (the fetch wait tests) |
+| 3 | aiokafka's `SendProduceReqHandler._can_retry` and the sender's `_send_produce_req` on the output producer | a plain producer retries a request whose answer was lost, which can write an output twice; ours fails it and the shell reads the partition back | tests/streams/test_delivery.py |
+| 4 | Faust consumer's `_new_offset` and `_filter_tps_with_pending_acks` | Faust committed past records it never delivered, or stalled behind processed ones, after starting a partition mid-stream; the shell knows what landed | tests/streams/test_read_completeness.py, tests/integration/test_crash_safety.py |
+| 5 | Faust consumer's `_committed_offset` read | where the consumer thinks it started on a partition, before the shell asked the broker | tests/integration/test_failover.py |
+| 6 | Faust `Recovery.active_offsets` and RocksDB `set_persisted_offset` written for the shell's own changelog records | Faust restored a kept partition from before the shell's records and wrote them over newer state (stages twice, shops losing facts) | tests/integration/test_failover.py, tests/integration/test_restart.py |
+| 7 | Faust RocksDB store: `_db_for_partition`, `_key_index`, `_get_bucket_for_key`, `_iteritems`, `_size`, `_dbs_for_actives` | Faust's `table[k]` picks the database of the *current event's* partition, wrong for every other key of a batch; the shell names the partition | tests/unit/test_metrics.py, tests/integration/test_restart.py (rocksdb) |
+| 8 | Faust memory store's `_key_partition` | Faust drops a revoked partition's keys by it; the shell writes keys itself | tests/integration/test_failover.py |
+| 9 | aiokafka consumer's `_client` | one Fetch for the real high-water mark, and metadata without creating topics | tests/integration/test_compat.py, tests/integration/test_dashboard.py |
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from typing import Any, Awaitable, Callable, Iterable, Iterator, Mapping, Optional
+
+from aiokafka.producer.sender import SendProduceReqHandler
+
+from streams.kafka.errors import AMBIGUOUS
+
+log = logging.getLogger("shipguard")
+_ORIGINAL = "__shipguard_original__"
+RaiseEnds = Callable[[Any, Mapping[Any, int]], Awaitable[dict[Any, int]]]
+
+
+# ---- 1 and 2: Faust's consumer thread, on the embedded broker only ----------------------------------
+def install_end_offset_fix(raise_to_highwater: RaiseEnds) -> bool:
+    """Make Faust's table recovery read the real end of each changelog partition; idempotent.
+
+    Faust 0.15.3's recovery (`Recovery._build_highwaters`) asks `consumer.highwaters(...)`, which
+    `AIOKafkaConsumerThread._highwaters` answers with ListOffsets(latest). Recovery then stops at
+    that offset - 1, so on the embedded broker it skips the rest of the last record batch. The
+    wrapper passes its answer through `raise_to_highwater` (streams.kafka.offsets) with the
+    worker's own consumer client: one extra Fetch per rebalance, no new connection, no change to
+    positions. Under exactly_once Faust reads the last stable offset and the wrapper leaves it.
+    True if this call installed it, False if it was already installed.
+    """
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    current = AIOKafkaConsumerThread._highwaters
+    if hasattr(current, _ORIGINAL):
+        return False
+
+    @functools.wraps(current)
+    async def _highwaters(self: AIOKafkaConsumerThread, partitions: Any) -> Mapping[Any, int]:
+        reported = await current(self, partitions)
+        if self.consumer.in_transaction:
+            return reported
+        return await raise_to_highwater(client_of(self._ensure_consumer()), reported)
+
+    setattr(_highwaters, _ORIGINAL, current)
+    AIOKafkaConsumerThread._highwaters = _highwaters  # type: ignore[method-assign]  # the override itself
+    log.info("embedded broker: Faust recovery reads changelog ends from Fetch high-water marks")
+    return True
+
+
+def uninstall_end_offset_fix() -> bool:
+    """Restore Faust's own `_highwaters`; True if the fix was installed."""
+    return _restore("_highwaters")
+
+
+def install_fetch_wait_fix(wait_ms: int) -> bool:
+    """Shorten the Faust worker consumer's fetch max wait to `wait_ms`; idempotent.
+
+    Faust 0.15.3 hard-codes `fetch_max_wait_ms=1500` in `_create_worker_consumer`; the wrapper
+    sets the new (not yet started) consumer's `_fetch_max_wait_ms`, which aiokafka hands to its
+    Fetcher at start. A rebalance creates no new consumer. True if this call installed it.
+    """
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    current = AIOKafkaConsumerThread._create_worker_consumer
+    if hasattr(current, _ORIGINAL):
+        return False
+
+    @functools.wraps(current)
+    def _create_worker_consumer(self: AIOKafkaConsumerThread, transport: Any) -> Any:
+        consumer = current(self, transport)
+        consumer._fetch_max_wait_ms = wait_ms
+        return consumer
+
+    setattr(_create_worker_consumer, _ORIGINAL, current)
+    AIOKafkaConsumerThread._create_worker_consumer = _create_worker_consumer  # type: ignore[method-assign]  # the override itself
+    log.info("embedded broker: Faust's consumer waits at most %d ms per fetch", wait_ms)
+    return True
+
+
+def uninstall_fetch_wait_fix() -> bool:
+    """Restore Faust's own `_create_worker_consumer`; True if the fix was installed."""
+    return _restore("_create_worker_consumer")
+
+
+def _restore(name: str) -> bool:
+    """Put back Faust's own `AIOKafkaConsumerThread.<name>`; True if a wrapper of ours was there."""
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    original = getattr(getattr(AIOKafkaConsumerThread, name), _ORIGINAL, None)
+    if original is None:
+        return False
+    setattr(AIOKafkaConsumerThread, name, original)
+    return True
+
+
+# ---- 3: the output producer never retries an ambiguous failure -----------------------------------------
+class NoAmbiguousRetry(SendProduceReqHandler):
+    """aiokafka's produce request handler, failing (not retrying) a request whose outcome is unknown."""
+
+    def _can_retry(self, error: Any, batch: Any) -> bool:
+        if isinstance(error, AMBIGUOUS):
+            return False
+        return super()._can_retry(error, batch)
+
+
+def forbid_ambiguous_retries(producer: Any) -> None:
+    """Make `producer` fail, not retry, a produce request whose outcome is unknown.
+
+    Replaces the sender's `_send_produce_req` on this producer only (the same four lines as
+    aiokafka 0.14's, with our handler).
+    """
+    sender = producer._sender
+
+    async def send_produce_req(node_id: int, batches: dict) -> None:
+        handler = NoAmbiguousRetry(sender, batches)
+        await handler.do(node_id)
+        sender._in_flight.remove(node_id)
+        for tp in batches:
+            sender._muted_partitions.remove(tp)
+
+    sender._send_produce_req = send_produce_req
+
+
+# ---- 4 and 5: what Faust's consumer commits, and where it started ----------------------------------------
+def commit_what_landed(consumer: Any, committable: Callable[[tuple[str, int]], Optional[int]],
+                       landed: Callable[[], Iterable[tuple[str, int]]] = tuple) -> None:
+    """Make Faust's `consumer` commit, per partition, what `committable` says has landed; idempotent.
+
+    Faust computes a commit from the offsets its streams acknowledged and from the holes it
+    noticed itself. After a worker starts on a partition mid-stream both can be wrong: it has
+    been seen to commit past records it never delivered, or to stall one offset per commit
+    behind records that were processed. The shell knows exactly which records it processed
+    and landed (`Reading.committable`): that is what is committed, and nothing for a partition
+    without a landed record. Faust's own computation still runs, to trim its bookkeeping.
+
+    Faust only looks at partitions it delivered records of since the assignment; a partition
+    whose records the shell read itself (a tail Faust never delivered) is added from `landed`,
+    else its commit would stay behind for good.
+    """
+    if getattr(consumer, "_shipguard_commits", None) == committable:
+        return
+    faust_new_offset = type(consumer)._new_offset
+    faust_pending = type(consumer)._filter_tps_with_pending_acks
+
+    def _new_offset(tp: Any) -> Optional[int]:
+        faust_new_offset(consumer, tp)
+        return committable((tp.topic, tp.partition))
+
+    def _filter_tps_with_pending_acks(topics: Any = None) -> Iterator[Any]:
+        from faust.types import TP
+
+        seen = set()
+        for tp in faust_pending(consumer, topics):
+            seen.add(tp)
+            yield tp
+        for topic, partition in list(landed()):
+            tp = TP(topic, partition)
+            if tp not in seen and (topics is None or tp in topics or topic in topics):
+                yield tp
+
+    consumer._new_offset = _new_offset
+    consumer._filter_tps_with_pending_acks = _filter_tps_with_pending_acks
+    consumer._shipguard_commits = committable
+
+
+def committed_offset(app: Any, topic: str, partition: int) -> int:
+    """Where Faust's consumer thinks the group's commit of a partition is (0 if it has none)."""
+    from faust.types import TP
+
+    return app.consumer._committed_offset.get(TP(topic, partition)) or 0
+
+
+# ---- 6: Faust's note of changelog records it has seen -----------------------------------------------------
+def note_changelog_written(table: Any, recovery: Any, rocksdb: bool, meta: Any) -> None:
+    """A changelog record the shell wrote is noted where Faust notes the records it read.
+
+    Faust restores a partition kept through a rebalance from the last offset it knows of:
+    without the note, it read the shell's own records since the last restore again and wrote
+    them over newer state. With RocksDB, also what `Table._on_changelog_sent` does: a restart
+    reads only what follows.
+    """
+    from faust.types import TP
+
+    tp = TP(meta.topic, meta.partition)
+    known = recovery.active_offsets.get(tp)
+    if known is None or meta.offset > known:
+        recovery.active_offsets[tp] = meta.offset
+    if rocksdb:
+        table.data.set_persisted_offset(tp, meta.offset)
+
+
+# ---- 7 and 8: Faust's stores, addressed by partition ------------------------------------------------------
+class RocksDBTableData:
+    """Faust's RocksDB store addressed by partition (one database per changelog partition).
+
+    Faust's own `__getitem__`/`__setitem__` pick the database of `current_event()`'s partition,
+    which inside a batch is the batch's last record: wrong for every other key of the batch.
+    Here the caller names the partition (every topic is co-partitioned, so a key's partition is
+    that of the record that brought it); without one (timers), the key's last known partition
+    or a search over the open databases.
+    """
+
+    def __init__(self, store: Any, encode_key: Callable[[str], bytes], encode_value: Callable[[Any], bytes],
+                 decode_key: Callable[[bytes], str], decode_value: Callable[[bytes], Any]) -> None:
+        self.store = store
+        self.encode_key, self.encode_value = encode_key, encode_value
+        self.decode_key, self.decode_value = decode_key, decode_value
+
+    def get(self, key: str, partition: Optional[int] = None) -> Any:
+        raw_key = self.encode_key(key)
+        if partition is None:
+            found = self.store._get_bucket_for_key(raw_key)
+            raw = found.value if found is not None else None
+        else:
+            raw = self.store._db_for_partition(partition).get(raw_key)
+            if raw is not None:
+                self.store._key_index[raw_key] = partition
+        return None if raw is None else self.decode_value(raw)
+
+    def put(self, key: str, value: Any, partition: int) -> None:
+        raw_key = self.encode_key(key)
+        db = self.store._db_for_partition(partition)
+        if value is None:
+            db.delete(raw_key)
+            self.store._key_index.pop(raw_key, None)
+        else:
+            db.put(raw_key, self.encode_value(value))
+            self.store._key_index[raw_key] = partition
+
+    def items(self) -> Iterable[tuple[str, Any]]:
+        return ((self.decode_key(k), self.decode_value(v)) for k, v in self.store._iteritems())
+
+    def __len__(self) -> int:
+        return self.store._size()
+
+    def estimate_keys(self) -> int:
+        """RocksDB's own estimate of the keys of the served partitions (len() reads every key)."""
+        return sum(int(db.property_int_value("rocksdb.estimate-num-keys") or 0)
+                   for db in self.store._dbs_for_actives())
+
+
+class MemoryTableData:
+    """Faust's memory store, with each key's partition noted where Faust drops revoked keys by it."""
+
+    def __init__(self, store: Any) -> None:
+        self.mapping = store
+
+    def get(self, key: str, partition: Optional[int] = None) -> Any:
+        return self.mapping.get(key)
+
+    def put(self, key: str, value: Any, partition: int) -> None:
+        key_partition = getattr(self.mapping, "_key_partition", None)
+        if value is None:
+            self.mapping.pop(key, None)
+            if key_partition is not None:
+                key_partition.pop(key, None)
+        else:
+            self.mapping[key] = value
+            if key_partition is not None:
+                key_partition[key] = partition
+
+    def items(self) -> Iterable[tuple[str, Any]]:
+        return iter(self.mapping.items())
+
+    def __len__(self) -> int:
+        return len(self.mapping)
+
+
+# ---- 9: the consumer's client --------------------------------------------------------------------------
+def client_of(consumer: Any) -> Any:
+    """The `AIOKafkaClient` inside an aiokafka consumer (to send a Fetch or read all metadata)."""
+    return consumer._client

@@ -1,0 +1,190 @@
+"""The three sides of the worker, each a description over one step contract, and one batch loop.
+
+A side reads its topics (`streams.topics.side_topics`), keeps one keyed store and applies a pure
+step of `processors` to each event: (state, key, event, now) -> Step(state, outputs,
+next_deadline), with state None deleting the key. Its timers call (state, now) -> Step the same
+way. The order side joins orders with their uploads, scans and cancellations; the waybill side
+keeps each number's scans and registrations and forwards them to orders; the shop side counts
+each shop's facts and alerts on its rates.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Callable, NamedTuple, Optional
+
+from processors import order as order_rules
+from processors import shop_alerts as shop_rules
+from processors import waybill as waybill_rules
+from schemas.events import ClockTick, ParcelScanned
+from schemas.internal import ORDER_FEED_KINDS, SHOP_FEED_KINDS, WAYBILL_FEED_KINDS
+from streams import topics as T
+from streams.worker.clock import StreamTime
+from streams.worker.deadlines import Deadlines
+from streams.worker.decode import Decoder
+from streams.worker.metrics import Metrics
+from streams.worker.records import Outgoing, Record
+from streams.worker.routing import Router
+from streams.worker.stores import StateStore, Stores
+
+log = logging.getLogger("shipguard")
+
+
+class Step(NamedTuple):
+    """What every step returns: the key's new state (None deletes it), outputs, next wake-up."""
+
+    state: Any
+    outputs: list[Any]
+    next_deadline: Optional[datetime]
+
+
+@dataclass
+class Side:
+    """One side, described: what it reads and stores, and its pure steps."""
+
+    name: str
+    feed: str  # its own internal feed (records of its inputs under the wrong key come back on it)
+    kinds: dict[str, type]  # the internal message kinds on its feed
+    store: StateStore
+    key: Callable[[Any], Optional[str]]  # None: a message that only moves time (a clock tick)
+    event_time: Callable[[Any], Optional[datetime]]  # of an input event
+    now: Callable[[], Optional[datetime]]  # the time its events are applied at (as of the last tick)
+    step: Callable[[Any, str, Any, Optional[datetime]], Step]
+    on_time: Callable[[Any, datetime], Step]
+    wake_at: Callable[[Any], Optional[datetime]]  # a stored state's next wake-up (rebuilding timers)
+    duplicate: Callable[[Any, Any], bool] = lambda state, message: False  # an event it had seen (counted)
+    keeps_wake: bool = False  # the state stores its own next wake-up (orders)
+    measured: bool = True  # batches observed in the latency histogram
+    deadlines: Deadlines = field(default_factory=Deadlines)
+
+
+def _order_time(message: Any) -> Optional[datetime]:
+    return message.at if isinstance(message, ClockTick) else order_rules.event_time(message)
+
+
+def _order_duplicate(state: Any, message: Any) -> bool:
+    return state is not None and order_rules.event_id(message) in state.seen
+
+
+def build_sides(ctx: order_rules.Context, stores: Stores, time: StreamTime, app_id: str) -> dict[str, Side]:
+    """The order, waybill and shop sides over the processors, with `ctx`'s rules."""
+    waybill_feed, order_feed, shop_feed = T.internal_topics(app_id)
+    rules = ctx.rules
+
+    def waybill_step(state: Any, key: str, message: Any, now: Optional[datetime]) -> Step:
+        if isinstance(message, ParcelScanned):
+            return Step(*_fields(waybill_rules.apply_scan(state, message, rules)))
+        return Step(*_fields(waybill_rules.apply_registration(state, message, rules)))
+
+    def shop_step(state: Any, key: str, fact: Any, now: Optional[datetime]) -> Step:
+        time.fact_arrived()
+        found = shop_rules.apply(state, fact, now, rules)
+        return Step(found.state, found.alerts, found.next_deadline)
+
+    def shop_on_time(state: Any, now: datetime) -> Step:
+        found = shop_rules.on_time(state, now, rules)
+        return Step(found.state, found.alerts, found.next_deadline)
+
+    def order_wake(state: Any) -> Optional[datetime]:
+        return state.wake_at if state.wake_at is not None else order_rules.next_deadline(state, ctx)
+
+    return {
+        T.ORDER_SIDE: Side(
+            T.ORDER_SIDE, order_feed, ORDER_FEED_KINDS, stores.orders,
+            key=lambda m: None if isinstance(m, ClockTick) else m.order_id, event_time=_order_time,
+            now=time.current_horizon,
+            step=lambda state, key, m, now: Step(*_fields(order_rules.apply(state, key, m, now, ctx))),
+            on_time=lambda state, now: Step(*_fields(order_rules.on_time(state, now, ctx))),
+            wake_at=order_wake, duplicate=_order_duplicate, keeps_wake=True),
+        T.WAYBILL_SIDE: Side(
+            T.WAYBILL_SIDE, waybill_feed, WAYBILL_FEED_KINDS, stores.waybills,
+            key=lambda m: m.waybill_no, event_time=lambda m: m.scan_at, now=lambda: None, step=waybill_step,
+            on_time=lambda state, now: Step(*_fields(waybill_rules.on_time(state, now, rules))),
+            wake_at=lambda state: state.expires_at(rules.scan_retention)),
+        T.SHOP_SIDE: Side(
+            T.SHOP_SIDE, shop_feed, SHOP_FEED_KINDS, stores.shops,
+            key=lambda fact: fact.shop_id, event_time=lambda fact: None, now=time.shop_now, step=shop_step,
+            on_time=shop_on_time, wake_at=lambda state: shop_rules.next_deadline(state, rules), measured=False),
+    }
+
+
+def _fields(step: Any) -> tuple[Any, list[Any], Optional[datetime]]:
+    return step.state, step.outputs, step.next_deadline
+
+
+class SideRunner:
+    """The one batch loop and the one timer loop, for any side."""
+
+    def __init__(self, decoder: Decoder, time: StreamTime, router: Router, metrics: Metrics,
+                 owned: Callable[[], set[int]]) -> None:
+        self.decoder, self.time, self.router, self.metrics, self.owned = decoder, time, router, metrics, owned
+        self.external = set(T.INPUT_TOPICS)
+
+    def apply(self, side: Side, records: list[Record]) -> list[Outgoing]:
+        """Apply a batch on `side`: each dirty key stored once; the messages to send."""
+        out: list[Outgoing] = []
+        dirty: dict[str, Any] = {}
+        dirty_partition: dict[str, int] = {}
+        now = side.now()
+        for record in records:
+            message = self.decoder.decode(record, side.feed, side.kinds, out)
+            if message is None:
+                continue
+            key = side.key(message)
+            if record.topic in self.external:
+                self.time.observe(record, side.event_time(message))
+                if key is None:
+                    continue
+                if record.key != key.encode("utf-8"):
+                    out.append(self.router.rekey(side.feed, record.topic, key, message))
+                    continue
+            assert key is not None  # only clock ticks have none, and they are inputs
+            state = dirty.get(key) or side.store.get(key, record.partition)
+            step = side.step(state, key, message, now)
+            if step.state is state and not step.outputs:
+                self.metrics.duplicates += int(side.duplicate(state, message))
+            if step.outputs and log.isEnabledFor(logging.DEBUG):
+                log.debug("event side=%s key=%s topic=%s now=%s outputs=%d", side.name, key, record.topic, now,
+                          len(step.outputs))
+            dirty[key] = step.state
+            dirty_partition[key] = record.partition
+            side.deadlines.set(key, step.next_deadline)
+            out.extend(self.router.route(key, step.outputs, record.partition, side.name))
+        for key, state in dirty.items():
+            self.put(side, key, state, dirty_partition[key])
+        return out
+
+    def fire(self, side: Side, now: Optional[datetime]) -> list[Outgoing]:
+        """Run the timers of `side` due by `now` for keys of served partitions; their messages."""
+        if now is None:
+            return []
+        fired = []
+        owned = self.owned()
+        for key in side.deadlines.pop_due(now):
+            state = side.store.get(key)
+            if state is None or state.partition not in owned:  # another worker's (a standby copy)
+                continue
+            step = side.on_time(state, now)
+            side.deadlines.set(key, step.next_deadline)  # before the put: an order stores its wake_at
+            self.put(side, key, step.state, state.partition)
+            fired.append((key, step, state.partition))
+        return [o for key, step, partition in fired for o in self.router.route(key, step.outputs, partition, side.name)]
+
+    @staticmethod
+    def put(side: Side, key: str, state: Any, partition: int) -> None:
+        """Store a key's new state, with its wake-up if the side keeps one."""
+        if side.keeps_wake and state is not None:
+            wake = side.deadlines.due_at.get(key)
+            if state.wake_at != wake:
+                state = state.model_copy(update={"wake_at": wake})
+        Stores.put(side.store, key, state, partition)
+
+    def rebuild(self, side: Side) -> None:
+        """Schedule every stored key of a served partition again (the heap is not stored)."""
+        owned = self.owned()
+        side.deadlines = Deadlines()
+        for key, state in side.store.items():
+            if state.partition in owned:
+                side.deadlines.set(key, side.wake_at(state))
