@@ -6,7 +6,7 @@ order and number, occurred_at = that scan's time (or the upload that joined it, 
 No WARNING, no deadline, no rectification. Express orders' courier numbers only.
 "Immediate" in event time: in event mode the VIOLATION fires once stream time minus the allowed
 lateness has reached its occurred_at, so that an earlier door-step scan that arrives out of order
-within the lateness is still taken as the first one; in wall mode (`rules.decide_on_read`) it
+within the lateness is still taken as the first one; in wall mode (`Context.decide_on_read`) it
 fires when the scan is read.
 State: none of its own; reads the order's recipient city and joined scans (processors.order).
 """
@@ -14,25 +14,28 @@ State: none of its own; reads the order's recipient city and joined scans (proce
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Optional
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Optional
 
-from processors.config import RulesConfig
-from processors.facts import courier_segments
+from processors.facts import Segment, courier_segments
 from processors.geo import normalise_city
 from processors.lifecycle import Occurrence, RuleResult, collect, local_time
 from schemas.state import OrderState
+
+if TYPE_CHECKING:
+    from processors.order import Context  # a type only: processors.order imports every rule
 
 RULE = "ADDRESS_MISMATCH"
 AT_DOOR = ("OUT_FOR_DELIVERY", "DELIVERED")
 
 
-def evaluate(order: OrderState, now: Optional[datetime], rules: RulesConfig) -> RuleResult:
+def evaluate(order: OrderState, now: Optional[datetime], ctx: Context, segments: Sequence[Segment]) -> RuleResult:
     """ADDRESS_MISMATCH violations that have happened by `now`."""
     facts = order.facts
     if facts is None:
         return RuleResult()
     occurrences = []
-    for segment in courier_segments(order, rules):
+    for segment in courier_segments(order, segments):
         at_door = [s for s in segment.scans if s.status in AT_DOOR]
         if not at_door or normalise_city(at_door[0].city) == facts.city:
             continue
@@ -40,7 +43,7 @@ def evaluate(order: OrderState, now: Optional[datetime], rules: RulesConfig) -> 
         at = segment.joined(first.scan_at)
         occurrences.append(Occurrence(
             RULE, segment.number or "", warn_at=at, deadline=None, violation_only=True,
-            warning_on_event=rules.decide_on_read, waybill_no=segment.number,
+            warning_on_event=ctx.decide_on_read, waybill_no=segment.number,
             evidence={"scan": {"event_id": first.event_id, "status": first.status, "scan_at": first.scan_at,
                                "city": first.city}, "recipient_city": facts.city},
             messages={"VIOLATION": f"订单{order.order_id}的运单{segment.number}于{local_time(first.scan_at)}在"

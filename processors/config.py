@@ -1,7 +1,8 @@
-"""Rule thresholds: one TOML file validated by pydantic, per-platform defaults, no constants in code.
+"""Rule thresholds: one TOML document validated by pydantic, per-platform defaults, no constants in code.
 
-`load_rules(path)` reads the packaged `rules.toml` or the file named by SHIPGUARD_RULES (the shell
-passes the path); a bad file raises RulesError naming the offending key.
+`parse_rules_toml(text)` validates a rules document; a bad one raises RulesError naming the
+offending key. Reading the file is the shell's (`streams.rules_file.load_rules`): the packaged
+`rules.toml` (DEFAULT_RULES_PATH) or the file named by SHIPGUARD_RULES.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-DEFAULT_RULES_PATH = Path(__file__).with_name("rules.toml")
+DEFAULT_RULES_PATH = Path(__file__).with_name("rules.toml")  # package data; read by the shell, not here
 PLATFORMS = ("douyin", "taobao", "tiktok")
 
 
@@ -73,11 +74,6 @@ class RulesConfig(_Strict):
     remote_provinces: tuple[str, ...]
     very_remote_provinces: tuple[str, ...]
     platforms: dict[Literal["douyin", "taobao", "tiktok"], PlatformRules]
-    # Set by the worker from its clock, not from the file: in wall mode rules 7 and 8 and the
-    # cancellation review decide when their event is read (the contract's "immediate"); in event
-    # mode they wait until stream time minus the lateness has passed the event, so that the
-    # outputs do not depend on the order in which partitions are fetched.
-    decide_on_read: bool = Field(default=False, exclude=True)
 
     @model_validator(mode="after")
     def _every_platform(self) -> "RulesConfig":
@@ -120,18 +116,19 @@ def parse_rules(data: dict) -> RulesConfig:
         raise RulesError(f"{key}: {first['msg']}") from None
 
 
-def load_rules(path: Optional[Path] = None) -> RulesConfig:
-    """Read and validate the rules file (default: the packaged rules.toml)."""
-    path = path or DEFAULT_RULES_PATH
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise RulesError(f"cannot read rules file {path}: {exc.strerror}") from None
+def parse_rules_toml(text: str) -> RulesConfig:
+    """Validate a rules document written in TOML (the packaged rules.toml is one)."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise RulesError(f"{path}: not valid TOML: {exc}") from None
-    try:
-        return parse_rules(data)
-    except RulesError as exc:
-        raise RulesError(f"{path}: {exc}") from None
+        raise RulesError(f"not valid TOML: {exc}") from None
+    return parse_rules(data)
+
+
+# moved: streams/rules_file.py; kept until streams/runtime/runner.py, tests/drivers.py, tests/streams/*,
+# tests/integration/* and bench/* import it from there
+def load_rules(path: Optional[Path] = None) -> RulesConfig:
+    """Read and validate a rules file: `streams.rules_file.load_rules`, under its old name."""
+    from streams.rules_file import load_rules as load
+
+    return load(path)

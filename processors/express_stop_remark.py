@@ -15,18 +15,21 @@ only the flag is.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Optional
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Optional
 
-from processors.config import RulesConfig
 from processors.lifecycle import Occurrence, RuleResult, collect, local_time
-from processors.facts import upload_evidence
+from processors.facts import Segment, upload_evidence
 from processors.waybill_invalid import what_was_uploaded
 from schemas.state import OrderState
+
+if TYPE_CHECKING:
+    from processors.order import Context  # a type only: processors.order imports every rule
 
 RULE = "EXPRESS_STOP_REMARK"
 
 
-def evaluate(order: OrderState, now: Optional[datetime], rules: RulesConfig) -> RuleResult:
+def evaluate(order: OrderState, now: Optional[datetime], ctx: Context, segments: Sequence[Segment]) -> RuleResult:
     """EXPRESS_STOP_REMARK stages that have happened by `now` (it never needs a timer)."""
     facts = order.facts
     if facts is None or not facts.stop_remark:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from collections.abc import Sequence
 from typing import Any, Optional
 
 from processors.config import RulesConfig
@@ -50,23 +51,11 @@ def is_express(order: OrderState) -> bool:
     return order.facts is not None and order.facts.delivery_mode == "express"
 
 
-_last: list = [None, None, None]  # (order, rules, segments): every rule of one evaluation asks
-
-
-def segments(order: OrderState, rules: RulesConfig) -> list[Segment]:
+def order_segments(order: OrderState, rules: RulesConfig) -> list[Segment]:
     """The order's uploads in event-time order, each with its span and the scans that apply.
 
-    States are immutable, so the answer for the same state object is remembered (the rules of one
-    evaluation all ask for it).
+    `processors.order` computes them once per evaluation and hands them to every rule.
     """
-    if _last[0] is order and _last[1] is rules:
-        return _last[2]
-    result = _segments(order, rules)
-    _last[:] = [order, rules, result]
-    return result
-
-
-def _segments(order: OrderState, rules: RulesConfig) -> list[Segment]:
     uploads = sorted(order.uploads, key=lambda u: (u.uploaded_at, u.event_id))
     result = []
     for index, upload in enumerate(uploads):
@@ -80,11 +69,11 @@ def _segments(order: OrderState, rules: RulesConfig) -> list[Segment]:
     return result
 
 
-def courier_segments(order: OrderState, rules: RulesConfig) -> list[Segment]:
-    """Segments of an express order whose upload is a real, format-valid carrier number."""
+def courier_segments(order: OrderState, segments: Sequence[Segment]) -> list[Segment]:
+    """The order's segments whose upload is a real, format-valid carrier number (none unless express)."""
     if not is_express(order):
         return []
-    return [s for s in segments(order, rules) if is_courier(s.upload)]
+    return [s for s in segments if is_courier(s.upload)]
 
 
 def upload_evidence(upload: UploadFact) -> dict[str, Any]:

@@ -17,12 +17,16 @@ deletes them) and the emitted stages. At most one occurrence per courier upload,
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Optional
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Optional
 
 from processors.config import RulesConfig
 from processors.facts import Segment, courier_segments, scan_evidence, threshold_text, upload_evidence
 from processors.lifecycle import Occurrence, RuleResult, collect, local_time
 from schemas.state import OrderState
+
+if TYPE_CHECKING:
+    from processors.order import Context  # a type only: processors.order imports every rule
 
 RULE = "NOT_DELIVERED"
 
@@ -57,7 +61,7 @@ def occurrence(order: OrderState, segment: Segment, rules: RulesConfig) -> Optio
             "VIOLATION": f"订单{oid}的运单{number}{since}至{local_time(deadline)}仍未签收，已构成超时未签收。"})
 
 
-def evaluate(order: OrderState, now: Optional[datetime], rules: RulesConfig) -> RuleResult:
+def evaluate(order: OrderState, now: Optional[datetime], ctx: Context, segments: Sequence[Segment]) -> RuleResult:
     """NOT_DELIVERED stages that have happened by `now`, and when to look again."""
-    found = (occurrence(order, segment, rules) for segment in courier_segments(order, rules))
+    found = (occurrence(order, segment, ctx.rules) for segment in courier_segments(order, segments))
     return collect(order.order_id, [o for o in found if o is not None], now, order.emitted)

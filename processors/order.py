@@ -18,14 +18,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Callable, Optional, Union
+from collections.abc import Callable, Sequence
+from typing import Any, Optional, Union
 
 from processors import cancellation
 from processors import (address_mismatch, express_stop_remark, no_pickup, not_delivered, pickup_before_payment,
                         ship_overdue, stalls, waybill_invalid, waybill_reused)
 from processors.carriers import is_valid_waybill
-from processors.facts import segments
 from processors.config import RulesConfig
+from processors.facts import Segment, order_segments
 from processors.geo import normalise_city, normalise_province
 from processors.lifecycle import SEVERITY, RuleResult, StageOut, earliest, new_stages, to_wire
 from processors.pii import mask_name, mask_phone, recipient_hash
@@ -38,7 +39,7 @@ from schemas.state import Emitted, OrderFacts, OrderState, PendingRequest, Uploa
 
 OrderEvent = Union[OrderPaid, WaybillUploaded, CancellationRequested, ScansForOrder]
 Output = Union[ViolationWarning, RegisterUpload, CancellationOutcome, ShopFact]
-Rule = Callable[[OrderState, Optional[datetime], RulesConfig], RuleResult]
+Rule = Callable[[OrderState, Optional[datetime], "Context", Sequence[Segment]], RuleResult]
 
 # Every rule of the order side, in the order their stages are listed when they tie.
 RULES: tuple[Rule, ...] = (
@@ -56,10 +57,15 @@ RULES: tuple[Rule, ...] = (
 
 @dataclass(frozen=True)
 class Context:
-    """What the processors need besides state, event and time: thresholds and the PII salt."""
+    """What the processors need besides state, event and time: thresholds, the PII salt, the clock mode."""
 
     rules: RulesConfig
     salt: str
+    # Set by the worker from its clock, not from the rules file: in wall mode rules 7 and 8 and the
+    # cancellation review decide when their event is read (the contract's "immediate"); in event
+    # mode they wait until stream time minus the lateness has passed the event, so that the
+    # outputs do not depend on the order in which partitions are fetched.
+    decide_on_read: bool = False
 
 
 @dataclass
@@ -155,15 +161,17 @@ def _latest(*times: Optional[datetime]) -> Optional[datetime]:
 def _evaluate(state: OrderState, now: Optional[datetime], ctx: Context) -> Step:
     """Run every rule and the cancellation review, emit what is new, compute the next wake-up."""
     horizon = None if state.joins_pending else now
+    # every rule, the review and the closing check read the same uploads and scans: split them once
+    segments = order_segments(state, ctx.rules)
     stages: list[StageOut] = []
     wake: Optional[datetime] = None
     if state.cancelled_at is None:
         for rule in RULES:
-            result = rule(state, horizon, ctx.rules)
+            result = rule(state, horizon, ctx, segments)
             stages.extend(result.stages)
             wake = earliest(wake, result.next_at)
     fresh = new_stages(stages, state.emitted)
-    state, outcomes, review_wake = _judge(state, fresh, horizon, ctx)
+    state, outcomes, review_wake = _judge(state, segments, fresh, horizon, ctx)
     if state.cancelled_at is not None:
         wake = None  # no new warnings follow a cancelled order
         fresh = [s for s in fresh if s.occurred_at < state.cancelled_at]
@@ -183,7 +191,7 @@ def _evaluate(state: OrderState, now: Optional[datetime], ctx: Context) -> Step:
                          platform=state.facts.platform, order_id=o.order_id, at=state.cancelled_at)
                 for o in outcomes if isinstance(o, CancellationOutcome) and o.merchant_fault and state.facts]
     expiry = state.last_activity + ctx.rules.order_retention if state.last_activity else None
-    if wake is None and _settled(state, ctx):
+    if wake is None and _settled(state, segments):
         # close only once every event within the lateness of the last one has been read
         if now is not None and state.last_activity is not None and now >= state.last_activity:
             state = OrderState(order_id=state.order_id, partition=state.partition, closed=True,
@@ -198,7 +206,7 @@ def _emitted(stage: StageOut) -> Emitted:
                    occurred_at=stage.occurred_at, waybill_no=stage.waybill_no)
 
 
-def _judge(state: OrderState, fresh: list[StageOut], horizon: Optional[datetime],
+def _judge(state: OrderState, segments: Sequence[Segment], fresh: list[StageOut], horizon: Optional[datetime],
            ctx: Context) -> tuple[OrderState, list[Output], Optional[datetime]]:
     """Decide the requests that are due: at requested_at, or +lateness when the order is unknown."""
     if not state.requests:
@@ -209,7 +217,7 @@ def _judge(state: OrderState, fresh: list[StageOut], horizon: Optional[datetime]
     wake: Optional[datetime] = None
     for request in sorted(state.requests, key=lambda r: (r.requested_at, r.event_id)):
         due = request.requested_at + lateness if request.waiting else request.requested_at
-        on_read = ctx.rules.decide_on_read and not request.waiting
+        on_read = ctx.decide_on_read and not request.waiting
         if not on_read and (horizon is None or horizon < due):
             pending.append(request)
             wake = earliest(wake, due)
@@ -218,18 +226,18 @@ def _judge(state: OrderState, fresh: list[StageOut], horizon: Optional[datetime]
             pending.append(request.model_copy(update={"waiting": True}))
             wake = earliest(wake, request.requested_at + lateness)
             continue
-        known = [(seg.joined(scan.scan_at), scan) for seg in segments(state, ctx.rules) for scan in seg.scans]
+        known = [(seg.joined(scan.scan_at), scan) for seg in segments for scan in seg.scans]
         verdict = cancellation.review(
             state.facts, reason=request.reason, detail=request.detail, requested_at=request.requested_at,
             cancelled=state.cancelled_at is not None, delivered_and_closed=state.closed, scans=known,
             emitted=list(state.emitted) + [_emitted(s) for s in fresh])
-        outcomes.append(_outcome(state, request, verdict, decided_at=due, ctx=ctx))
+        outcomes.append(_outcome(state, segments, request, verdict, decided_at=due))
         if verdict.approved:
             state = state.model_copy(update={"cancelled_at": request.requested_at})
     return state.model_copy(update={"requests": tuple(pending)}), outcomes, wake
 
 
-def _order_status(state: OrderState, at: datetime, ctx: Context) -> str:
+def _order_status(state: OrderState, segments: Sequence[Segment], at: datetime) -> str:
     """The order's status as the events before `at` make it (what the worker read later does not
     count, so the answer does not depend on how far it had read)."""
     if state.closed:
@@ -238,16 +246,16 @@ def _order_status(state: OrderState, at: datetime, ctx: Context) -> str:
         return "UNKNOWN"
     if state.cancelled_at is not None:
         return "CANCELLED"
-    current = [seg for seg in segments(state, ctx.rules) if seg.start < at]
+    current = [seg for seg in segments if seg.start < at]
     if current and any(s.status == "DELIVERED" and current[-1].joined(s.scan_at) < at for s in current[-1].scans):
         return "DELIVERED"
     return "SHIPPED" if any(u.uploaded_at < at for u in state.uploads) else "PAID"
 
 
-def _outcome(state: OrderState, request: PendingRequest, verdict: cancellation.Verdict,
-             decided_at: datetime, ctx: Context) -> CancellationOutcome:
+def _outcome(state: OrderState, segments: Sequence[Segment], request: PendingRequest, verdict: cancellation.Verdict,
+             decided_at: datetime) -> CancellationOutcome:
     refund = Refund(amount=verdict.refund[0], currency=verdict.refund[1]) if verdict.refund else None
-    status = "CANCELLED" if verdict.approved else _order_status(state, request.requested_at, ctx)
+    status = "CANCELLED" if verdict.approved else _order_status(state, segments, request.requested_at)
     return CancellationOutcome(
         request_event_id=request.event_id, order_id=state.order_id, shop_id=request.shop_id,
         decision="APPROVED" if verdict.approved else "REJECTED", reason=request.reason,  # type: ignore[arg-type]
@@ -267,12 +275,11 @@ def _cancelled_resolutions(state: OrderState, kept: list[StageOut]) -> list[Stag
             for r in records if r.stage == "WARNING" and r.warning_id not in over]
 
 
-def _settled(state: OrderState, ctx: Context) -> bool:
+def _settled(state: OrderState, segments: Sequence[Segment]) -> bool:
     """Delivered on its current number, nothing open, no history on its way: no rule can fire."""
     if state.facts is None or state.joins_pending or state.closed:
         return False
-    current = segments(state, ctx.rules)
-    if not current or not any(s.status == "DELIVERED" for s in current[-1].scans):
+    if not segments or not any(s.status == "DELIVERED" for s in segments[-1].scans):
         return False
     over = {e.warning_id for e in state.emitted if e.stage != "WARNING"}
     return all(e.warning_id in over for e in state.emitted if e.stage == "WARNING")

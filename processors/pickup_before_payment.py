@@ -12,29 +12,32 @@ State: none of its own; reads paid_at and the joined scans (processors.order).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Optional
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Optional
 
-from processors.config import RulesConfig
-from processors.facts import courier_segments
+from processors.facts import Segment, courier_segments
 from processors.lifecycle import Occurrence, RuleResult, collect, local_time
 from schemas.state import OrderState
+
+if TYPE_CHECKING:
+    from processors.order import Context  # a type only: processors.order imports every rule
 
 RULE = "PICKUP_BEFORE_PAYMENT"
 
 
-def evaluate(order: OrderState, now: Optional[datetime], rules: RulesConfig) -> RuleResult:
+def evaluate(order: OrderState, now: Optional[datetime], ctx: Context, segments: Sequence[Segment]) -> RuleResult:
     """PICKUP_BEFORE_PAYMENT violations that have happened by `now`."""
     facts = order.facts
     if facts is None:
         return RuleResult()
     occurrences = []
-    for segment in courier_segments(order, rules):
+    for segment in courier_segments(order, segments):
         if not segment.scans or segment.scans[0].scan_at >= facts.paid_at:
             continue
         first = segment.scans[0]
         occurrences.append(Occurrence(
             RULE, segment.number or "", warn_at=max(segment.joined(first.scan_at), facts.paid_at), deadline=None,
-            violation_only=True, warning_on_event=rules.decide_on_read, waybill_no=segment.number,
+            violation_only=True, warning_on_event=ctx.decide_on_read, waybill_no=segment.number,
             evidence={"first_scan": {"event_id": first.event_id, "status": first.status, "scan_at": first.scan_at},
                       "paid_at": facts.paid_at, "uploaded_at": segment.start},
             messages={"VIOLATION": f"订单{order.order_id}的运单{segment.number}在{local_time(first.scan_at)}已有揽收记录，"

@@ -15,12 +15,15 @@ deletes them) and the emitted stages. One occurrence per order.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Optional
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Optional
 
-from processors.config import RulesConfig
-from processors.facts import upload_evidence
+from processors.facts import Segment, upload_evidence
 from processors.lifecycle import Occurrence, RuleResult, collect, local_time
 from schemas.state import OrderState
+
+if TYPE_CHECKING:
+    from processors.order import Context  # a type only: processors.order imports every rule
 
 RULE = "SHIP_OVERDUE"
 
@@ -47,12 +50,12 @@ def dispatch(order: OrderState, evidence: str) -> Optional[tuple[datetime, dict[
     return min(candidates, key=lambda c: c[0]) if candidates else None
 
 
-def evaluate(order: OrderState, now: Optional[datetime], rules: RulesConfig) -> RuleResult:
+def evaluate(order: OrderState, now: Optional[datetime], ctx: Context, segments: Sequence[Segment]) -> RuleResult:
     """SHIP_OVERDUE stages that have happened by `now`, and when to look again."""
     facts = order.facts
     if facts is None:
         return RuleResult()
-    platform = rules.platform(facts.platform)
+    platform = ctx.rules.platform(facts.platform)
     ship_by = facts.ship_by
     found = dispatch(order, platform.dispatch_evidence)
     evidence: dict[str, Any] = {

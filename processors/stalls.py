@@ -29,13 +29,17 @@ deletes them) and the emitted stages.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Optional
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Optional
 
 from processors.config import PlatformRules, RulesConfig
 from processors.facts import Segment, courier_segments, scan_evidence, threshold_text, upload_evidence
 from processors.geo import remoteness
 from processors.lifecycle import Occurrence, RuleResult, collect, local_time
 from schemas.state import OrderState, ScanFact
+
+if TYPE_CHECKING:
+    from processors.order import Context  # a type only: processors.order imports every rule
 
 AFTER_PICKUP = "STALLED_AFTER_PICKUP"
 TRACKING = "TRACKING_STALLED"
@@ -92,14 +96,15 @@ def stall(order: OrderState, segment: Segment, scan: ScanFact, following: Option
             "VIOLATION": f"订单{oid}的运单{number}{since}至{local_time(deadline)}仍无物流更新，已构成{name}。"})
 
 
-def evaluate(order: OrderState, now: Optional[datetime], rules: RulesConfig) -> RuleResult:
+def evaluate(order: OrderState, now: Optional[datetime], ctx: Context, segments: Sequence[Segment]) -> RuleResult:
     """STALLED_AFTER_PICKUP and TRACKING_STALLED stages that have happened by `now`, and when to look again."""
     if order.facts is None:
         return RuleResult()
+    rules = ctx.rules
     platform = rules.platform(order.facts.platform)
     destination = remoteness(order.facts.province, rules.remote_provinces, rules.very_remote_provinces)
     occurrences = []
-    for segment in courier_segments(order, rules):
+    for segment in courier_segments(order, segments):
         scans = segment.scans
         for k, scan in enumerate(scans):
             following = scans[k + 1] if k + 1 < len(scans) else None

@@ -16,13 +16,16 @@ deletes them) and the emitted stages.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any, Optional
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Optional
 
 from processors.carriers import CARRIER_PATTERNS
-from processors.config import RulesConfig
-from processors.facts import segments, upload_evidence
+from processors.facts import Segment, upload_evidence
 from processors.lifecycle import Occurrence, RuleResult, collect, local_time
 from schemas.state import OrderState, UploadFact
+
+if TYPE_CHECKING:
+    from processors.order import Context  # a type only: processors.order imports every rule
 
 RULE = "WAYBILL_INVALID"
 
@@ -52,22 +55,21 @@ def upload_fix_occurrence(rule: str, order_id: str, upload: UploadFact, fix: Opt
                                      "VIOLATION": prefix + violation.format(by=by)})
 
 
-def evaluate(order: OrderState, now: Optional[datetime], rules: RulesConfig) -> RuleResult:
+def evaluate(order: OrderState, now: Optional[datetime], ctx: Context, segments: Sequence[Segment]) -> RuleResult:
     """WAYBILL_INVALID stages that have happened by `now`, and when to look again."""
     facts = order.facts
     if facts is None:
         return RuleResult()
-    platform = rules.platform(facts.platform)
+    platform = ctx.rules.platform(facts.platform)
     rectify = timedelta(hours=platform.invalid_waybill_rectify_hours)
-    spans = segments(order, rules)
     occurrences = []
-    for span in spans:
+    for span in segments:
         upload = span.upload
         if upload.valid:
             continue
         deadline = upload.uploaded_at + rectify
         # "Next" in the segments' order: the order in which uploads replace each other.
-        fix = next((s.upload for s in spans[span.index + 1:] if s.upload.valid), None)
+        fix = next((s.upload for s in segments[span.index + 1:] if s.upload.valid), None)
         evidence: dict[str, Any] = {
             "upload": upload_evidence(upload),
             "expected_format": CARRIER_PATTERNS[upload.carrier].pattern,

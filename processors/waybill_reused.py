@@ -20,13 +20,16 @@ emitted stages.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any, Optional
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Optional
 
-from processors.config import RulesConfig
-from processors.facts import Segment, is_courier, is_express, segments, upload_evidence
+from processors.facts import Segment, is_courier, is_express, upload_evidence
 from processors.lifecycle import RuleResult, collect
 from processors.waybill_invalid import upload_fix_occurrence
 from schemas.state import OrderState, OtherUpload, UploadFact
+
+if TYPE_CHECKING:
+    from processors.order import Context  # a type only: processors.order imports every rule
 
 RULE = "WAYBILL_REUSED"
 
@@ -48,25 +51,24 @@ def earlier_uses(order: OrderState, courier: list[Segment], window: timedelta) -
     return flagged
 
 
-def evaluate(order: OrderState, now: Optional[datetime], rules: RulesConfig) -> RuleResult:
+def evaluate(order: OrderState, now: Optional[datetime], ctx: Context, segments: Sequence[Segment]) -> RuleResult:
     """WAYBILL_REUSED stages that have happened by `now`, and when to look again."""
     facts = order.facts
     if facts is None or not is_express(order):
         return RuleResult()
-    platform = rules.platform(facts.platform)
+    platform = ctx.rules.platform(facts.platform)
     rectify = timedelta(hours=platform.reused_waybill_rectify_hours)
-    spans = segments(order, rules)
-    flagged = earlier_uses(order, [s for s in spans if is_courier(s.upload)],
+    flagged = earlier_uses(order, [s for s in segments if is_courier(s.upload)],
                            timedelta(days=platform.reuse_window_days))
     occurrences = []
-    for span in spans:
+    for span in segments:
         upload, others = span.upload, flagged.get(span.index)
         if not others:
             continue
-        before = spans[span.index - 1] if span.index else None
+        before = segments[span.index - 1] if span.index else None
         if before is not None and _same_number(before.upload, upload) and before.index in flagged:
             continue  # the same number again: the earlier upload's occurrence goes on
-        fix = next((s.upload for s in spans[span.index + 1:] if not _same_number(s.upload, upload)), None)
+        fix = next((s.upload for s in segments[span.index + 1:] if not _same_number(s.upload, upload)), None)
         deadline = upload.uploaded_at + rectify
         evidence: dict[str, Any] = {
             "upload": upload_evidence(upload),

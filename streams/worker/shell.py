@@ -53,8 +53,8 @@ class Shell:
                  partitions: int, app_id: str, outbox: Optional[StateStore] = None,
                  wall_now: Callable[[], datetime] = lambda: datetime.now(UTC),
                  in_band_marks: bool = True, max_message_bytes: int = MAX_MESSAGE_BYTES) -> None:
-        if clock_mode == "wall" and not ctx.rules.decide_on_read:
-            ctx = replace(ctx, rules=ctx.rules.model_copy(update={"decide_on_read": True}))
+        if clock_mode == "wall" and not ctx.decide_on_read:
+            ctx = replace(ctx, decide_on_read=True)
         self.ctx, self.broker, self.stores = ctx, broker, stores
         self.clock_mode, self.partitions, self.app_id = clock_mode, partitions, app_id
         self.shop_feed = T.internal_topics(app_id)[2]

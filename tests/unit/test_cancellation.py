@@ -1,16 +1,18 @@
 """Cancellation review: each of the seven checks, their precedence, timing, refunds and duplicates."""
 
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
 
 from processors import order as rules
 from schemas.outputs import CancellationOutcome
-from tests.drivers import CTX, WALL_CTX, Order
+from tests.drivers import CTX, Order
 from tests.factories import PAID, SHIP_BY, WARN_AT, cancellation, hours, order_paid, scan, upload
 
 LATENESS = timedelta(minutes=10)
 NUMBER = "SF1400000000001"
+WALL_CTX = replace(CTX, decide_on_read=True)  # the worker in wall clock mode: the review decides on read
 
 
 def outcomes(step_outputs):

@@ -1,9 +1,10 @@
-"""Settings come from the environment; thresholds from one validated rules file."""
+"""Settings come from the environment; thresholds from one validated rules file (read by the shell)."""
 
 import pytest
 
-from processors.config import DEFAULT_RULES_PATH, RulesError, load_rules
+from processors.config import RulesError, parse_rules_toml
 from streams.config import ConfigError, load_settings
+from streams.rules_file import DEFAULT_RULES_PATH, load_rules
 
 
 def test_settings_have_local_defaults():
@@ -53,6 +54,20 @@ def test_an_unknown_key_in_the_rules_file_is_refused(tmp_path):
 def test_a_missing_rules_file_says_so(tmp_path):
     with pytest.raises(RulesError, match="cannot read rules file"):
         load_rules(tmp_path / "nope.toml")
+
+
+def test_a_rules_file_that_is_not_toml_is_refused_with_its_name(tmp_path):
+    bad = tmp_path / "rules.toml"
+    bad.write_text("allowed_lateness_minutes = = 10\n", encoding="utf-8")
+    with pytest.raises(RulesError, match=rf"^{bad}: not valid TOML"):
+        load_rules(bad)
+
+
+def test_the_core_validates_a_rules_document_given_as_text_without_reading_a_file():
+    text = DEFAULT_RULES_PATH.read_text(encoding="utf-8")
+    assert parse_rules_toml(text) == load_rules()
+    with pytest.raises(RulesError, match=r"^platforms\.douyin\.pickup_hours"):
+        parse_rules_toml(text.replace("pickup_hours = 24 ", "pickup_hours = -3 "))
 
 
 def test_the_worker_refuses_a_bad_rules_file_at_start_and_names_the_key(tmp_path):

@@ -3,9 +3,9 @@
 import pytest
 
 from processors.carriers import is_valid_waybill
-from processors.config import load_rules
 from processors.geo import normalise_city, normalise_province, remoteness
 from processors.pii import mask_name, mask_phone, recipient_hash
+from streams.rules_file import load_rules
 
 RULES = load_rules()
 

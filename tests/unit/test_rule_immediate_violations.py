@@ -1,12 +1,14 @@
 """Rules 7 and 8: immediate VIOLATIONs (in event time), once per order and number."""
 
+from dataclasses import replace
 from datetime import timedelta
 
-from tests.drivers import WALL_CTX, Order
+from tests.drivers import CTX, Order
 from tests.factories import PAID, SECOND, hours, order_paid, scan, upload
 
 LATE = timedelta(minutes=10)
 NUMBER = "SF1400000000001"
+WALL_CTX = replace(CTX, decide_on_read=True)  # the worker in wall clock mode: rules 7 and 8 decide on read
 
 
 def delivered_order(city_at_door, *, platform="douyin", out_of_order=False):

@@ -4,6 +4,7 @@ from datetime import timedelta
 
 from processors import no_pickup
 from processors import order as rules
+from processors.facts import order_segments
 from tests.drivers import CTX, Order
 from tests.factories import PAID, SECOND, days, hours, scan, upload
 
@@ -180,7 +181,7 @@ def test_an_order_without_an_upload_gets_no_pickup_warning():
 
 def test_no_wake_up_is_left_once_the_violation_is_out():
     o = uploaded().at(DEADLINE)
-    assert no_pickup.evaluate(o.state, None, CTX.rules).next_at is None
+    assert no_pickup.evaluate(o.state, None, CTX, order_segments(o.state, CTX.rules)).next_at is None
 
 
 def test_the_warning_names_order_number_and_local_deadline_and_its_evidence_the_thresholds():

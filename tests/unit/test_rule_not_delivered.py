@@ -4,6 +4,7 @@ from datetime import timedelta
 
 from processors import not_delivered
 from processors import order as rules
+from processors.facts import order_segments
 from tests.drivers import CTX, Order
 from tests.factories import PAID, SECOND, days, hours, scan, upload
 
@@ -88,7 +89,7 @@ def test_a_delivery_exactly_at_the_deadline_is_too_late_even_when_read_before_th
 def test_a_delivery_after_the_violation_changes_nothing():
     o = delivered(picked_up().at(DEADLINE), DEADLINE + SECOND)
     assert mine(o) == [(RULE, "WARNING", WARN_AT), (RULE, "VIOLATION", DEADLINE)]
-    assert not_delivered.evaluate(o.state, DEADLINE + days(5), CTX.rules).next_at is None
+    assert not_delivered.evaluate(o.state, DEADLINE + days(5), CTX, order_segments(o.state, CTX.rules)).next_at is None
 
 
 def test_other_scans_do_not_resolve_it():

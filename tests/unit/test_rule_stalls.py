@@ -6,6 +6,7 @@ import pytest
 
 from processors import order as rules
 from processors import stalls
+from processors.facts import order_segments
 from tests.drivers import CTX, Order
 from tests.factories import PAID, SECOND, days, hours, scan, upload
 
@@ -162,7 +163,7 @@ def test_two_stalls_of_the_same_rule_have_different_warning_ids():
 def test_a_violation_does_not_re_arm_by_itself():
     o = picked_up().at(DEADLINE).at(DEADLINE + days(20))
     assert mine(o) == [(AFTER_PICKUP, "WARNING", WARN_AT), (AFTER_PICKUP, "VIOLATION", DEADLINE)]
-    assert stalls.evaluate(o.state, DEADLINE + days(20), CTX.rules).next_at is None
+    assert stalls.evaluate(o.state, DEADLINE + days(20), CTX, order_segments(o.state, CTX.rules)).next_at is None
 
 
 def test_a_scan_after_a_violation_does_not_resolve_it_but_starts_a_new_occurrence():

@@ -10,8 +10,9 @@ from fractions import Fraction
 import pytest
 
 from processors import shop_alerts
-from processors.config import DEFAULT_RULES_PATH, RulesError, load_rules
+from processors.config import RulesError
 from schemas.shop import ShopFact
+from streams.rules_file import DEFAULT_RULES_PATH, load_rules
 from tests.factories import SECOND, days, hours
 
 RULES = load_rules()

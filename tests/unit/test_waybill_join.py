@@ -1,8 +1,8 @@
 """The waybill side keeps a number's scans and sends each order the ones that apply to it."""
 
-from processors.config import load_rules
 from processors.waybill import apply_registration, apply_scan, on_time
 from schemas.internal import RegisterUpload
+from streams.rules_file import load_rules
 from tests.factories import PAID, days, hours, scan
 
 RULES = load_rules()
