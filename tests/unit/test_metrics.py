@@ -199,10 +199,12 @@ def fake_shell(clock_mode: str, ends: dict) -> SimpleNamespace:
                               dead_letters=1, late_events=0, duplicates=2, offset_gaps=0, replayed=0, refetched=0, deferred=0,
                               latency=Histogram(buckets=(1.0,)))
     return SimpleNamespace(
-        metrics=metrics, clock_mode=clock_mode, ends=ends, processed={("order-paid", 0): 4},
-        assigned=lambda: [("order-paid", 0), ("shipguard-order-feed", 0)], external={"order-paid"},
-        first_offset=lambda tp: 0, orders={"A": 1, "B": 2}, waybills={"W": 1},
-        order_deadlines=[1, 2], waybill_deadlines=[3], shop_deadlines=[], partitions=8)
+        metrics=metrics, clock_mode=clock_mode, partitions=8,
+        time=SimpleNamespace(ends=ends, processed={("order-paid", 0): 4}, external={"order-paid"}),
+        broker=SimpleNamespace(assigned=lambda: [("order-paid", 0), ("shipguard-order-feed", 0)]),
+        reading=SimpleNamespace(first_offset=lambda tp: 0),
+        stores=SimpleNamespace(orders={"A": 1, "B": 2}, waybills={"W": 1}),
+        pending_deadlines=lambda: 3)
 
 
 def test_the_snapshot_takes_lag_from_the_shells_end_offsets_in_event_mode():
@@ -232,8 +234,9 @@ def test_the_snapshots_histogram_is_a_copy():
 
 
 def test_a_rocksdb_store_is_counted_by_its_estimate_without_reading_every_key():
+    from streams.kafka.overrides import RocksDBTableData
     from streams.runtime.web import state_count
-    from streams.worker.shell import PartitionedStore, StateStore
+    from streams.worker.stores import StateStore
 
     class Db:
         def __init__(self, n):
@@ -250,6 +253,6 @@ def test_a_rocksdb_store_is_counted_by_its_estimate_without_reading_every_key():
         def _size(self):
             raise AssertionError("len() of a RocksDB store reads every key")
 
-    store = StateStore(PartitionedStore(Raw(), str.encode, bytes, bytes.decode, bytes), None)
+    store = StateStore(RocksDBTableData(Raw(), str.encode, bytes, bytes.decode, bytes), None)
     assert state_count(store) == 7
     assert state_count(StateStore({"a": 1, "b": 2}, None)) == 2
