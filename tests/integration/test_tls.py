@@ -29,7 +29,8 @@ import pytest
 
 from streams.kafka import admin
 from streams.kafka import security
-from streams.kafka.embedded import HOST, EmbeddedBroker, TlsFront, broker_binary, free_port
+from streams.kafka.embedded import HOST, EmbeddedBroker, broker_binary, free_port
+from streams.kafka.tls_front import TlsFront
 from streams.kafka.compat import EMBEDDED_CLUSTER_ID
 from streams.config import load_settings
 from streams.cli.replay import make_producer, replay

@@ -15,8 +15,11 @@ import pytest
 from schemas import codec
 from schemas.outputs import CancellationOutcome, ShopAlert, ViolationWarning
 from streams.config import ConfigError
-from streams.dashboard.server import (DashboardState, Limits, WindowCounts, add_dashboard_parser, dashboard_env,
-                               decode_output)
+from streams.dashboard.command import add_dashboard_parser
+from streams.dashboard.reader import decode_output
+from streams.dashboard.server import dashboard_env
+from streams.dashboard.state import DashboardState, Limits
+from streams.dashboard.window_counts import WindowCounts
 
 T0 = datetime(2026, 3, 1, 10, 0, tzinfo=timezone.utc)  # when the records arrive (record time)
 PAID = datetime(2026, 3, 1, 8, 0, tzinfo=timezone.utc)  # event time of the orders

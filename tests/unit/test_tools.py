@@ -15,9 +15,11 @@ import pytest
 
 from schemas import codec
 from schemas.state import Emitted, OrderFacts, OrderState, OtherUpload, ScanFact, UploadFact
-from streams.cli import tools
+from streams.cli import clients, order, publish, tail
+from streams.cli.order import format_order
+from streams.cli.publish import plan_publish
 from streams.cli.replay import parse_line
-from streams.cli.tools import Filters, TailCount, describe, format_order, plan_publish, show_records
+from streams.cli.tail import Filters, TailCount, describe, show_records
 from streams.runtime.web import not_held, order_view
 from tests.factories import PAID, cancellation, order_paid, scan, upload
 
@@ -74,7 +76,7 @@ def test_publish_reports_each_bad_line_with_its_number_and_reason_and_sends_noth
     no_tz = orjson.dumps({**orjson.loads(line_of(order_paid("O2"))), "paid_at": "2026-03-02T10:00:00"})
     path = write_lines(tmp_path, good, b"", b"{not json", no_tz, line_of(order_paid("O3")))
     producer, err, out = FakeProducer(), io.StringIO(), io.StringIO()
-    code = tools.cmd_publish(publish_args("order-paid", path), producer=producer, out=out, err=err)
+    code = publish.cmd_publish(publish_args("order-paid", path), producer=producer, out=out, err=err)
     assert code == 1
     assert producer.sent == [] and not producer.flushed
     report = err.getvalue().splitlines()
@@ -89,7 +91,7 @@ def test_publish_with_skip_bad_sends_the_good_lines_in_file_order_keyed_by_order
     producer, out, err = FakeProducer(), io.StringIO(), io.StringIO()
     args = publish_args("order-paid", path)
     args.skip_bad = True
-    assert tools.cmd_publish(args, producer=producer, out=out, err=err) == 0
+    assert publish.cmd_publish(args, producer=producer, out=out, err=err) == 0
     assert [(t, k, p) for t, k, _, p in producer.sent] == [("order-paid", b"O1", None), ("order-paid", b"O2", None)]
     assert orjson.loads(producer.sent[0][2])["order_id"] == "O1" and producer.flushed
     assert f"{path}:2: (value): expected a JSON object, got list" in err.getvalue()
@@ -118,8 +120,8 @@ def test_unknown_fields_are_kept_and_the_value_is_sent_as_compact_json():
 def test_a_clock_tick_goes_to_every_partition_without_a_key(tmp_path):
     path = write_lines(tmp_path, b'{"at": "2026-03-05T00:00:00+08:00"}')
     producer = FakeProducer(partitions=3)
-    assert tools.cmd_publish(publish_args("clock-ticks", path), producer=producer, out=io.StringIO(),
-                             err=io.StringIO()) == 0
+    assert publish.cmd_publish(publish_args("clock-ticks", path), producer=producer, out=io.StringIO(),
+                               err=io.StringIO()) == 0
     assert [(k, p) for _, k, _, p in producer.sent] == [(None, 0), (None, 1), (None, 2)]
 
 
@@ -128,7 +130,7 @@ def test_clock_ticks_refuse_a_key_field(tmp_path):
     args = publish_args("clock-ticks", path)
     args.key_field = "at"
     err = io.StringIO()
-    assert tools.cmd_publish(args, producer=FakeProducer(), out=io.StringIO(), err=err) == 2
+    assert publish.cmd_publish(args, producer=FakeProducer(), out=io.StringIO(), err=err) == 2
     assert "clock ticks have no key" in err.getvalue()
 
 
@@ -141,15 +143,15 @@ def test_a_replay_line_given_to_publish_is_bad_with_a_hint():
 def test_a_send_that_fails_is_reported_with_its_line_and_the_exit_code_says_so(tmp_path):
     path = write_lines(tmp_path, line_of(order_paid("O1")), line_of(order_paid("O2")))
     producer, out, err = FakeProducer(fail_on=2), io.StringIO(), io.StringIO()
-    assert tools.cmd_publish(publish_args("order-paid", path), producer=producer, out=out, err=err) == 1
+    assert publish.cmd_publish(publish_args("order-paid", path), producer=producer, out=out, err=err) == 1
     assert "line 2: not sent: broker said no" in err.getvalue()
     assert "published 1 records to order-paid from 2 lines, 1 failed" in out.getvalue()
 
 
 def test_a_missing_file_is_a_usage_error(tmp_path):
     err = io.StringIO()
-    assert tools.cmd_publish(publish_args("order-paid", tmp_path / "nope.jsonl"), producer=FakeProducer(),
-                             out=io.StringIO(), err=err) == 2
+    assert publish.cmd_publish(publish_args("order-paid", tmp_path / "nope.jsonl"), producer=FakeProducer(),
+                               out=io.StringIO(), err=err) == 2
     assert "cannot read" in err.getvalue()
 
 
@@ -226,7 +228,7 @@ def test_tail_filters_combine_on_shop_order_and_rule():
                          False, out, TailCount())
     lines = out.getvalue().splitlines()
     assert (count.read, count.shown) == (4, 2)
-    assert lines[0] == tools.HEADER and [l.split()[3] for l in lines[1:]] == ["O1", "O2"]
+    assert lines[0] == tail.HEADER and [l.split()[3] for l in lines[1:]] == ["O1", "O2"]
     out = io.StringIO()
     count = show_records("violation-warnings", records(*values), Filters(order="O2"), False, out, TailCount())
     assert count.shown == 1 and "O2" in out.getvalue().splitlines()[1]
@@ -285,7 +287,7 @@ def tail_args(topic, **extra):
 def test_ctrl_c_ends_tail_cleanly_with_a_count(capsys):
     consumer = FakeConsumer("violation-warnings", [records(WARNING, {**WARNING, "shop_id": "shopB"})])
     out = io.StringIO()
-    code = tools.cmd_tail(tail_args("violation-warnings", shop="shopB", from_beginning=True), consumer=consumer,
+    code = tail.cmd_tail(tail_args("violation-warnings", shop="shopB", from_beginning=True), consumer=consumer,
                           out=out)
     assert code == 0 and consumer.closed and consumer.seeked == "beginning" and len(consumer.assigned) == 2
     assert len(out.getvalue().splitlines()) == 2
@@ -294,7 +296,7 @@ def test_ctrl_c_ends_tail_cleanly_with_a_count(capsys):
 
 def test_tail_of_an_unknown_topic_says_which_topics_exist(capsys):
     consumer = FakeConsumer("violation-warnings", [])
-    assert tools.cmd_tail(tail_args("violation-warning"), consumer=consumer, out=io.StringIO()) == 2
+    assert tail.cmd_tail(tail_args("violation-warning"), consumer=consumer, out=io.StringIO()) == 2
     err = capsys.readouterr().err
     assert "no topic 'violation-warning'" in err and "violation-warnings" in err and "__consumer" not in err
     assert consumer.closed
@@ -380,31 +382,31 @@ def order_args(**extra):
 def test_order_prints_the_page_or_the_raw_json():
     view = orjson.loads(orjson.dumps(order_view(stored_order(), 3, 8)))
     out = io.StringIO()
-    assert tools.cmd_order(order_args(), fetch=lambda url, oid, timeout: (200, view), out=out) == 0
+    assert order.cmd_order(order_args(), fetch=lambda url, oid, timeout: (200, view), out=out) == 0
     assert out.getvalue().startswith("order O1  (open")
     out = io.StringIO()
-    assert tools.cmd_order(order_args(json=True), fetch=lambda url, oid, timeout: (200, view), out=out) == 0
+    assert order.cmd_order(order_args(json=True), fetch=lambda url, oid, timeout: (200, view), out=out) == 0
     assert orjson.loads(out.getvalue()) == view
 
 
 def test_order_explains_an_unreachable_worker_an_unknown_order_and_a_recovering_worker(capsys):
     def unreachable(url, oid, timeout):
-        raise tools.WorkerUnreachable(f"no worker answered at {url}: connection refused")
+        raise order.WorkerUnreachable(f"no worker answered at {url}: connection refused")
 
-    assert tools.cmd_order(order_args(), fetch=unreachable) == 1
+    assert order.cmd_order(order_args(), fetch=unreachable) == 1
     assert "no worker answered at http://127.0.0.1:1" in capsys.readouterr().err
     body = not_held("O1", 5, 8, [0])
-    assert tools.cmd_order(order_args(), fetch=lambda url, oid, timeout: (404, body)) == 1
+    assert order.cmd_order(order_args(), fetch=lambda url, oid, timeout: (404, body)) == 1
     assert "would be in partition 5 of 8" in capsys.readouterr().err
-    assert tools.cmd_order(order_args(), fetch=lambda url, oid, timeout: (503, {"status": "recovering"})) == 1
+    assert order.cmd_order(order_args(), fetch=lambda url, oid, timeout: (503, {"status": "recovering"})) == 1
     assert "still recovering" in capsys.readouterr().err
 
 
 def test_fetch_order_against_a_closed_port_raises_worker_unreachable():
     from streams.kafka.embedded import free_port
 
-    with pytest.raises(tools.WorkerUnreachable):
-        tools.fetch_order(f"http://127.0.0.1:{free_port()}", "O1", timeout=2)
+    with pytest.raises(order.WorkerUnreachable):
+        order.fetch_order(f"http://127.0.0.1:{free_port()}", "O1", timeout=2)
 
 
 def test_a_closed_order_says_its_history_was_dropped_and_until_when_its_marker_stays():
@@ -422,8 +424,8 @@ def test_malformed_security_settings_are_a_usage_error_before_any_connection(tmp
     monkeypatch.setenv("SHIPGUARD_SECURITY_PROTOCOL", "SSL")
     monkeypatch.setenv("SHIPGUARD_SSL_CAFILE", str(tmp_path / "missing-ca.pem"))
     path = write_lines(tmp_path, line_of(order_paid("O1")))
-    assert tools.cmd_publish(publish_args("order-paid", path), out=io.StringIO(), err=io.StringIO()) == 2
-    assert tools.cmd_tail(tail_args("violation-warnings")) == 2
+    assert publish.cmd_publish(publish_args("order-paid", path), out=io.StringIO(), err=io.StringIO()) == 2
+    assert tail.cmd_tail(tail_args("violation-warnings")) == 2
     assert "SHIPGUARD_SSL_CAFILE" in capsys.readouterr().err
 
 
@@ -431,12 +433,12 @@ def test_a_broker_that_does_not_answer_is_reported_with_its_address(tmp_path, mo
     from streams.kafka.embedded import free_port
 
     port = free_port()
-    monkeypatch.setattr(tools, "BROKER_WAIT_SECONDS", 0.3)
+    monkeypatch.setattr(clients, "BROKER_WAIT_SECONDS", 0.3)
     path = write_lines(tmp_path, line_of(order_paid("O1")))
     args = publish_args("order-paid", path)
     args.broker = f"kafka://127.0.0.1:{port}"
     err = io.StringIO()
-    assert tools.cmd_publish(args, out=io.StringIO(), err=err) == 1
+    assert publish.cmd_publish(args, out=io.StringIO(), err=err) == 1
     assert f"no Kafka broker answered at 127.0.0.1:{port}" in err.getvalue()
 
 
