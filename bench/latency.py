@@ -1,7 +1,7 @@
 """Latency of a wall-clock worker: publish -> output for immediate stages, and deadline lateness.
 
 `measure(broker, workdir, rate, seconds)` starts a shipguard worker in WALL clock mode on a
-started `streams.broker.EmbeddedBroker`, publishes a steady, realistic mix of events at `rate`
+started `streams.kafka.embedded.EmbeddedBroker`, publishes a steady, realistic mix of events at `rate`
 events/s for `seconds` (event times = now, UTC) from this process, reads `violation-warnings`,
 `cancellation-outcomes` and `dead-letters` from their ends in this process, and matches every
 output to the event that caused it by (order_id, rule, stage):

@@ -249,7 +249,7 @@ def _delete_topics(broker: Any, app_id: str) -> list[str]:
 
 def _clones(templates: list[bytes], count: int, prefix: str) -> Any:
     """(partition, key, value) of `count` distinct orders cloned round-robin from `templates`."""
-    from streams.inprocess.engine import partition_for
+    from streams.topics import partition_for
 
     parsed = [orjson.loads(t) for t in templates]
     for i in range(count):

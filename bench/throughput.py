@@ -6,7 +6,7 @@ the same input topics from offset 0. (c) runs again with two worker processes in
 
 How the rate is measured (`watch`). Before a contender starts, the real end offset of every
 input partition is known (the stream is fully published; real = raised to Fetch's high-water
-mark, BROKER.md). While it runs, the bench polls the group's committed offsets (kafka-python's
+mark, docs/broker.md). While it runs, the bench polls the group's committed offsets (kafka-python's
 admin; one OffsetFetch, about 2 ms) every POLL_S, and the end offsets of the topics the
 contender writes to (its output topic; for the worker its internal feeds and output topics).
 
@@ -121,10 +121,11 @@ class Offsets:
         """Real end offset of every partition of `topics` (ListOffsets raised to the Fetch high-water mark)."""
         from aiokafka import TopicPartition
 
-        from streams.kafka.compat import raise_to_highwater
+        from streams.kafka.offsets import raise_to_highwater
+        from streams.kafka.overrides import client_of
 
         async def ask() -> dict[tuple[str, int], int]:
-            client = self._consumer._client
+            client = client_of(self._consumer)
             missing = [t for t in topics if t not in self._partitions]
             if missing:
                 cluster = await client.fetch_all_metadata()
@@ -659,7 +660,7 @@ def save_outputs(path: Path, outputs: dict[str, list[tuple]]) -> None:
 def reference_outputs(events: Path) -> dict[str, list[tuple]]:
     """The contract's reference reading: the stream through the worker's logic one record at a time.
 
-    `streams.inprocess.InProcessEngine` with the worker's rules and PII salt (what a worker with
+    `streams.inprocess.engine.InProcessEngine` with the worker's rules and PII salt (what a worker with
     the default environment uses), in this process.
     """
     from processors.config import load_rules

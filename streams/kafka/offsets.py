@@ -11,7 +11,8 @@ import asyncio
 import concurrent.futures
 import logging
 from collections import defaultdict
-from typing import Any, Awaitable, Callable, Mapping, Optional, Protocol, Sequence, TypeVar, Union
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Protocol, TypeVar
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.protocol.fetch import FetchRequest
@@ -77,8 +78,8 @@ async def raise_to_highwater(client: Any, end_offsets: Mapping[K, int]) -> dict[
     return result
 
 
-def real_end_offsets(bootstrap: Union[str, Sequence[str]], topic: str, timeout: float = 10.0,
-                     security: Optional[Mapping[str, Any]] = None) -> dict[int, int]:
+def real_end_offsets(bootstrap: str | Sequence[str], topic: str, timeout: float = 10.0,
+                     security: Mapping[str, Any] | None = None) -> dict[int, int]:
     """The real end offset (offset of the next record) of each partition of `topic`, on either broker.
 
     `bootstrap` is `host:port` or a list of them (a `kafka://` prefix is dropped); `security` the

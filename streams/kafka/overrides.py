@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import functools
 import logging
-from typing import Any, Awaitable, Callable, Iterable, Iterator, Mapping, Optional
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from typing import Any
 
 from aiokafka.producer.sender import SendProduceReqHandler
 
@@ -139,7 +140,7 @@ def forbid_ambiguous_retries(producer: Any) -> None:
 
 
 # ---- 4 and 5: what Faust's consumer commits, and where it started ----------------------------------------
-def commit_what_landed(consumer: Any, committable: Callable[[tuple[str, int]], Optional[int]],
+def commit_what_landed(consumer: Any, committable: Callable[[tuple[str, int]], int | None],
                        landed: Callable[[], Iterable[tuple[str, int]]] = tuple) -> None:
     """Make Faust's `consumer` commit, per partition, what `committable` says has landed; idempotent.
 
@@ -159,7 +160,7 @@ def commit_what_landed(consumer: Any, committable: Callable[[tuple[str, int]], O
     faust_new_offset = type(consumer)._new_offset
     faust_pending = type(consumer)._filter_tps_with_pending_acks
 
-    def _new_offset(tp: Any) -> Optional[int]:
+    def _new_offset(tp: Any) -> int | None:
         faust_new_offset(consumer, tp)
         return committable((tp.topic, tp.partition))
 
@@ -223,7 +224,7 @@ class RocksDBTableData:
         self.encode_key, self.encode_value = encode_key, encode_value
         self.decode_key, self.decode_value = decode_key, decode_value
 
-    def get(self, key: str, partition: Optional[int] = None) -> Any:
+    def get(self, key: str, partition: int | None = None) -> Any:
         raw_key = self.encode_key(key)
         if partition is None:
             found = self.store._get_bucket_for_key(raw_key)
@@ -262,7 +263,7 @@ class MemoryTableData:
     def __init__(self, store: Any) -> None:
         self.mapping = store
 
-    def get(self, key: str, partition: Optional[int] = None) -> Any:
+    def get(self, key: str, partition: int | None = None) -> Any:
         return self.mapping.get(key)
 
     def put(self, key: str, value: Any, partition: int) -> None:

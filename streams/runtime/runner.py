@@ -7,7 +7,6 @@ import os
 import re
 import sys
 import time
-from typing import Optional
 
 from processors.config import RulesError, load_rules
 from streams.config import ConfigError, load_settings
@@ -38,7 +37,7 @@ class KeyValueFormatter(logging.Formatter):
     one `exc="..."` value: a line is always one record, whatever it carries.
     """
 
-    def formatTime(self, record: logging.LogRecord, datefmt: Optional[str] = None) -> str:
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
         return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"
 
     def format(self, record: logging.LogRecord) -> str:
@@ -106,7 +105,7 @@ def configure_logging(level: str) -> None:
     log.propagate = False
 
 
-def run_worker(broker: Optional[str] = None, clock: Optional[str] = None) -> int:
+def run_worker(broker: str | None = None, clock: str | None = None) -> int:
     """`shipguard worker`: returns a process exit code."""
     from streams.kafka import security
 
@@ -119,8 +118,7 @@ def run_worker(broker: Optional[str] = None, clock: Optional[str] = None) -> int
         return 2
     import faust
 
-    from streams.kafka import admin
-    from streams.kafka import compat
+    from streams.kafka import admin, compat
     from streams.runtime.app import build_app
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s",
@@ -141,7 +139,7 @@ def run_worker(broker: Optional[str] = None, clock: Optional[str] = None) -> int
     class Worker(faust.Worker):
         async def on_startup_finished(self) -> None:
             # Faust's worker sets the root logger to DEBUG and installs its own handlers at start:
-            # put the level (BROKER.md: 9%) and the key=value format back. (Assigning
+            # put the level (docs/broker.md: 9%) and the key=value format back. (Assigning
             # app.on_startup_finished does nothing: the Worker overwrites it with this method.)
             await super().on_startup_finished()
             configure_logging(settings.log_level)

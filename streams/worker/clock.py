@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Callable, Optional
 
 from processors.watermark import SideClock, StreamClock
 from schemas import codec
@@ -55,7 +55,7 @@ class StreamTime:
         self.last_marks: dict[tuple[str, tuple[int, ...]], datetime] = {}
 
     # ---- what was read ----------------------------------------------------------------------
-    def observe(self, record: Record, at: Optional[datetime]) -> None:
+    def observe(self, record: Record, at: datetime | None) -> None:
         """`record` was read (at event time `at`, if it has one)."""
         tp = (record.topic, record.partition)
         if record.offset > self.processed.get(tp, -1):  # a replay does not take a partition back
@@ -90,7 +90,7 @@ class StreamTime:
         self.order_clock, self.waybill_clock, self.shop_clock = SideClock(), SideClock(), SideClock()
 
     # ---- stream time ------------------------------------------------------------------------
-    def caught_up(self, tp: TP, processed: Optional[dict[TP, int]] = None) -> bool:
+    def caught_up(self, tp: TP, processed: dict[TP, int] | None = None) -> bool:
         """True when every record of `tp` up to its confirmed end offset has been processed."""
         end = self.ends.get(tp)
         if end is None:
@@ -98,7 +98,7 @@ class StreamTime:
         done = (processed if processed is not None else self.processed).get(tp)
         return (done + 1 if done is not None else self.reading.first_offset(tp)) >= end
 
-    async def confirmed_local_time(self) -> Optional[datetime]:
+    async def confirmed_local_time(self) -> datetime | None:
         """Stream time from the external partitions, with "caught up" confirmed by the broker.
 
         A consumer's cached high-water mark can be older than records already published (a
@@ -122,7 +122,7 @@ class StreamTime:
         return [tp for tp in self.broker.assigned() if tp[0] in self.external and not self.caught_up(tp)]
 
     # ---- the sides' horizons ------------------------------------------------------------------
-    def _horizon(self, side: SideClock, feed: str, local: Optional[datetime]) -> Optional[datetime]:
+    def _horizon(self, side: SideClock, feed: str, local: datetime | None) -> datetime | None:
         """A side's timer horizon: its stream time, bounded by the other side's marks, - lateness."""
         if self.mode == "wall":
             return self.wall_now() - self.lateness
@@ -132,19 +132,19 @@ class StreamTime:
         current = side.advance(local)
         return current - self.lateness if current else None
 
-    def remote_bound(self, feed: str) -> Optional[datetime]:
+    def remote_bound(self, feed: str) -> datetime | None:
         """The lowest watermark the other side sent on the partitions of `feed` we read."""
         return self.clock.remote_bound([(topic, p) for topic, p in self.broker.assigned() if topic == feed])
 
-    def order_horizon(self, local: Optional[datetime]) -> Optional[datetime]:
+    def order_horizon(self, local: datetime | None) -> datetime | None:
         """Order timers wait for the waybill side's marks: no deadline before its scans arrive."""
         return self._horizon(self.order_clock, self.order_feed, local)
 
-    def waybill_horizon(self, local: Optional[datetime]) -> Optional[datetime]:
+    def waybill_horizon(self, local: datetime | None) -> datetime | None:
         """Waybill expiry waits for the order side's marks: no number expires under a registration."""
         return self._horizon(self.waybill_clock, self.waybill_feed, local)
 
-    def shop_horizon(self, order_horizon: Optional[datetime]) -> Optional[datetime]:
+    def shop_horizon(self, order_horizon: datetime | None) -> datetime | None:
         """Shop facts are evaluated at their time once every fact up to it has arrived.
 
         The order side sends a fact when it happens or, for a request that waited for its order,
@@ -158,14 +158,14 @@ class StreamTime:
             return self.shop_clock.current
         return self.shop_clock.advance(order_horizon - self.lateness if order_horizon else None)
 
-    def current_horizon(self) -> Optional[datetime]:
+    def current_horizon(self) -> datetime | None:
         """The order side's horizon as of the last tick (events are applied against it)."""
         if self.mode == "wall":
             return self.wall_now() - self.lateness
         current = self.order_clock.current
         return current - self.lateness if current else None
 
-    def shop_now(self) -> Optional[datetime]:
+    def shop_now(self) -> datetime | None:
         """The shop side's time as of the last tick (facts are applied against it)."""
         return self.shop_clock.current
 
@@ -180,7 +180,7 @@ class StreamTime:
             self.facts_in_flight = max(0, self.facts_in_flight - 1)
 
     # ---- watermarks ---------------------------------------------------------------------------
-    def marks(self, local: Optional[datetime], horizon: Optional[datetime]) -> list[Outgoing]:
+    def marks(self, local: datetime | None, horizon: datetime | None) -> list[Outgoing]:
         """Watermarks for the other side's feed, each only when it moved (event mode, in band).
 
         To the waybill side: every registration caused by an event read up to `local` was sent.

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import heapq
 from datetime import datetime
-from typing import Optional
 
 
 class Deadlines:
@@ -19,7 +18,7 @@ class Deadlines:
         self.heap: list[tuple[datetime, str]] = []
         self.due_at: dict[str, datetime] = {}
 
-    def set(self, key: str, when: Optional[datetime]) -> None:
+    def set(self, key: str, when: datetime | None) -> None:
         """Wake `key` at `when` (None: never), replacing what was set before."""
         if when is None:
             self.due_at.pop(key, None)

@@ -7,8 +7,9 @@ DEAD_LETTER_RAW_BYTES of) its original bytes; the worker goes on with the next r
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Callable, Optional
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -34,7 +35,7 @@ class Decoder:
         self.time, self.metrics, self.wall_now = time, metrics, wall_now
         self.max_message_bytes = max_message_bytes
 
-    def decode(self, record: Record, feed: str, kinds: dict[str, type], out: list[Outgoing]) -> Optional[Any]:
+    def decode(self, record: Record, feed: str, kinds: dict[str, type], out: list[Outgoing]) -> Any | None:
         """An input model or internal message; None for a watermark (recorded) or bad input
         (sent to dead-letters via `out`)."""
         self.metrics.consumed[record.topic] += 1

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, Optional
+from typing import Any
 
 from schemas import codec
 from schemas.outputs import identity
@@ -29,7 +29,7 @@ from streams.worker.stores import StateStore
 
 log = logging.getLogger("shipguard")
 OUTBOX_CHUNK_BYTES = 262_144  # an outbox record stays well below Kafka's default 1 MB message limit
-Bases = dict[tuple[str, Optional[int]], Optional[int]]  # output partition -> where it stood before
+Bases = dict[tuple[str, int | None], int | None]  # output partition -> where it stood before
 
 
 def chunks(items: list[Outgoing], limit: int) -> list[list[Outgoing]]:
@@ -70,7 +70,7 @@ class Delivery:
     async def recover_if_needed(self, assigned: list[TP], shop_feed: str) -> None:
         """Nothing to recover without outboxes."""
 
-    async def deliver(self, out: list[Outgoing], bases: Optional[Bases] = None) -> None:
+    async def deliver(self, out: list[Outgoing], bases: Bases | None = None) -> None:
         """Send and wait for every message; repair what failed (see streams.kafka.clients). `bases`:
         where each output partition stood before these messages (default: as we wrote it)."""
         if bases is None:
@@ -91,10 +91,10 @@ class Delivery:
         if attempt:
             log.info("delivery repaired attempts=%d", attempt)
 
-    def _delivered(self, out: list[Outgoing], results: Optional[list[Any]]) -> list[Outgoing]:
+    def _delivered(self, out: list[Outgoing], results: list[Any] | None) -> list[Outgoing]:
         """Note where output partitions now end; return the messages whose send failed."""
         failed = []
-        for item, result in zip(out, results or [None] * len(out)):
+        for item, result in zip(out, results or [None] * len(out), strict=True):
             if isinstance(result, BaseException):
                 failed.append(item)
             elif item.identity is not None and isinstance(result, int):
@@ -105,7 +105,7 @@ class Delivery:
     async def not_landed(self, items: list[Outgoing], bases: Bases) -> list[Outgoing]:
         """Of `items`, those not on the broker: output messages absent from their partition
         since `bases`; feed messages all (their readers ignore a repeat)."""
-        landed: dict[tuple[str, Optional[int]], set[str]] = {}
+        landed: dict[tuple[str, int | None], set[str]] = {}
         for topic, partition in {(o.topic, o.partition) for o in items if o.identity is not None}:
             assert partition is not None
             start = bases.get((topic, partition))
@@ -182,15 +182,16 @@ class OutboxDelivery(Delivery):
                 while (box := self.outbox.get(f"{side}:{partition}:{len(boxes)}", partition)) is not None:
                     boxes.append(box)
                 self.outbox_chunks[(side, partition)] = len(boxes)
-                for box, item in ((box, item) for box in boxes for item in box.items):
+                for held, item in [(box, item) for box in boxes for item in box.items]:
                     pending.append(Outgoing(item.topic, None if item.key is None else item.key.encode("utf-8"),
                                             item.value.encode("utf-8"), item.partition, (side, partition),
                                             item.identity))
                     if item.identity is not None:
                         self.recovered.add(item.identity)
-                        base, known = box.bases.get(item.topic), bases.get((item.topic, item.partition))
+                        base, known = held.bases.get(item.topic), bases.get((item.topic, item.partition))
                         # chunks of two batches (a crash between them): read from the older base
-                        bases[(item.topic, item.partition)] = base if known is None or base is None else min(base, known)
+                        older = base if known is None or base is None else min(base, known)
+                        bases[(item.topic, item.partition)] = older
         missing = await self.not_landed(pending, bases) if pending else []
         if missing:
             await self.deliver(missing, bases)

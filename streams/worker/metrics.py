@@ -18,8 +18,9 @@ import bisect
 import math
 import re
 from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Mapping, Optional, Sequence, get_args
+from typing import get_args
 
 from schemas.outputs import ShopMetric
 
@@ -48,7 +49,7 @@ class Histogram:
         bounds = [float(b) for b in buckets if not math.isinf(float(b))]
         if not bounds:
             raise ValueError("a histogram needs at least one finite bucket bound")
-        if any(math.isnan(b) for b in bounds) or any(a >= b for a, b in zip(bounds, bounds[1:])):
+        if any(math.isnan(b) for b in bounds) or any(a >= b for a, b in zip(bounds, bounds[1:], strict=False)):
             raise ValueError(f"bucket bounds must be strictly increasing numbers, got {list(buckets)}")
         self.bounds: tuple[float, ...] = tuple(bounds)
         self.counts = [0] * (len(bounds) + 1)  # per bucket, not cumulative; the last is +Inf
@@ -64,12 +65,12 @@ class Histogram:
     def cumulative(self) -> list[tuple[float, int]]:
         """(upper bound, observations <= it) for every bucket, the last one (inf, count)."""
         out, running = [], 0
-        for bound, n in zip(self.bounds + (math.inf,), self.counts):
+        for bound, n in zip(self.bounds + (math.inf,), self.counts, strict=True):
             running += n
             out.append((bound, running))
         return out
 
-    def copy(self) -> "Histogram":
+    def copy(self) -> Histogram:
         """An independent copy (a snapshot must not move while it is rendered)."""
         other = Histogram(self.bounds)
         other.counts, other.sum, other.count = list(self.counts), self.sum, self.count
@@ -101,7 +102,7 @@ class Family:
     kind: str
     help: str
     samples: tuple[tuple[tuple[tuple[str, str], ...], float], ...] = ()
-    histogram: Optional[Histogram] = None
+    histogram: Histogram | None = None
 
     def __post_init__(self) -> None:
         if not _METRIC_NAME.match(self.name):
@@ -134,7 +135,7 @@ class Snapshot:
     replayed: int = 0
     refetched: int = 0
     deferred: int = 0
-    latency: Optional[Histogram] = None
+    latency: Histogram | None = None
     open_orders: int = 0
     open_waybills: int = 0
     pending_deadlines: int = 0
@@ -151,7 +152,7 @@ def output_topic(kind: str) -> str:
     return "violation-warnings"
 
 
-def consumer_lag(assigned: Iterable[tuple[str, int]], ends: Mapping[tuple[str, int], Optional[int]],
+def consumer_lag(assigned: Iterable[tuple[str, int]], ends: Mapping[tuple[str, int], int | None],
                  processed: Mapping[tuple[str, int], int], start_offset: Callable[[tuple[str, int]], int],
                  topics: Iterable[str]) -> dict[str, int]:
     """Records behind per topic of `topics`: over assigned partitions, end offset minus next offset.

@@ -6,7 +6,8 @@ and tests on whatever they need to break. The shell never touches a client itsel
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Optional, Protocol
+from collections.abc import Iterable
+from typing import Any, Protocol
 
 from streams.worker.records import TP, Outgoing, Record
 
@@ -29,7 +30,7 @@ class Broker(Protocol):
     def rebalances(self) -> int:
         """How many rebalances have started so far."""
 
-    async def send(self, out: list[Outgoing]) -> Optional[list[Any]]:
+    async def send(self, out: list[Outgoing]) -> list[Any] | None:
         """Send every message and wait: per message its offset or the exception it failed with."""
 
     async def read_range(self, topic: str, partition: int, start: int, stop: int) -> list[Record]:

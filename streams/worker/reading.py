@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import AsyncIterator, Iterable, Optional
+from collections.abc import AsyncIterator, Iterable
 
 from streams.worker.metrics import Metrics
 from streams.worker.port import Broker
@@ -38,7 +38,7 @@ class Reading:
         self.landed: dict[TP, int] = {}  # partition -> offset after its last landed record
         self.last_seen: dict[TP, float] = {}  # partition -> monotonic time of its last record
         self.stall_checked = 0.0
-        self.starts: Optional[dict[TP, int]] = None  # committed offsets at the last assignment
+        self.starts: dict[TP, int] | None = None  # committed offsets at the last assignment
 
     def on_assigned(self, owned: set[TP]) -> None:
         """A partition kept through a rebalance continues where we were (Faust may deliver it
@@ -143,7 +143,7 @@ class Reading:
             if record.offset >= landed.get(tp, 0):
                 landed[tp] = record.offset + 1
 
-    def committable(self, tp: TP) -> Optional[int]:
+    def committable(self, tp: TP) -> int | None:
         """The offset the group may commit for `tp`: every record before it processed and landed.
 
         None while nothing of `tp` has landed since it was assigned (nothing new to commit).

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 TP = tuple[str, int]  # (topic, partition)
 
@@ -15,8 +14,8 @@ class Record:
     topic: str
     partition: int
     offset: int
-    key: Optional[bytes]
-    value: Optional[bytes]
+    key: bytes | None
+    value: bytes | None
 
 
 @dataclass
@@ -29,8 +28,8 @@ class Outgoing:
     """
 
     topic: str
-    key: Optional[bytes]
+    key: bytes | None
     value: bytes
-    partition: Optional[int] = None
-    origin: Optional[tuple[str, int]] = None
-    identity: Optional[str] = None
+    partition: int | None = None
+    origin: tuple[str, int] | None = None
+    identity: str | None = None

@@ -11,7 +11,7 @@
 | delivery: the outbox, sending, read-back, recovery | `streams.worker.delivery` |
 | stores | `streams.worker.stores` |
 | deadlines | `streams.worker.deadlines` |
-| the sides: one step contract, one batch loop | `streams.worker.sides`, `streams.worker.routing`, `streams.worker.decode` |
+| the sides: one step contract, one batch loop | `streams.worker.sides` (with `routing`, `decode`) |
 | the broker, as the shell sees it | `streams.worker.port` |
 
 The shell knows nothing of Faust: `streams.runtime.app` drives it from Faust's agents, timer
@@ -24,9 +24,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import replace
-from datetime import datetime, timezone
-from typing import Callable, Optional
+from datetime import UTC, datetime
 
 from processors import order as order_rules
 from schemas.state import InputClock
@@ -43,14 +43,14 @@ from streams.worker.sides import SideRunner, build_sides
 from streams.worker.stores import StateStore, Stores
 
 log = logging.getLogger("shipguard")
-UTC = timezone.utc
+UTC = UTC
 
 
 class Shell:
     """Routes records to the processors and their results to tables and topics."""
 
     def __init__(self, *, ctx: order_rules.Context, broker: Broker, stores: Stores, clock_mode: str,
-                 partitions: int, app_id: str, outbox: Optional[StateStore] = None,
+                 partitions: int, app_id: str, outbox: StateStore | None = None,
                  wall_now: Callable[[], datetime] = lambda: datetime.now(UTC),
                  in_band_marks: bool = True, max_message_bytes: int = MAX_MESSAGE_BYTES) -> None:
         if clock_mode == "wall" and not ctx.decide_on_read:
@@ -125,7 +125,7 @@ class Shell:
         """Keys waiting for a timer, over the three sides."""
         return sum(len(side.deadlines) for side in self.sides.values())
 
-    def committable(self, tp: TP) -> Optional[int]:
+    def committable(self, tp: TP) -> int | None:
         """The offset the group may commit for `tp` (`Reading.committable`)."""
         return self.reading.committable(tp)
 
@@ -218,7 +218,7 @@ class Shell:
                 return False
             try:
                 await asyncio.wait_for(self.open.wait(), timeout=0.5)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         return True
 

@@ -11,9 +11,10 @@ each shop's facts and alerts on its rates.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Callable, NamedTuple, Optional
+from typing import Any, NamedTuple
 
 from processors import order as order_rules
 from processors import shop_alerts as shop_rules
@@ -37,7 +38,7 @@ class Step(NamedTuple):
 
     state: Any
     outputs: list[Any]
-    next_deadline: Optional[datetime]
+    next_deadline: datetime | None
 
 
 @dataclass
@@ -48,19 +49,19 @@ class Side:
     feed: str  # its own internal feed (records of its inputs under the wrong key come back on it)
     kinds: dict[str, type]  # the internal message kinds on its feed
     store: StateStore
-    key: Callable[[Any], Optional[str]]  # None: a message that only moves time (a clock tick)
-    event_time: Callable[[Any], Optional[datetime]]  # of an input event
-    now: Callable[[], Optional[datetime]]  # the time its events are applied at (as of the last tick)
-    step: Callable[[Any, str, Any, Optional[datetime]], Step]
+    key: Callable[[Any], str | None]  # None: a message that only moves time (a clock tick)
+    event_time: Callable[[Any], datetime | None]  # of an input event
+    now: Callable[[], datetime | None]  # the time its events are applied at (as of the last tick)
+    step: Callable[[Any, str, Any, datetime | None], Step]
     on_time: Callable[[Any, datetime], Step]
-    wake_at: Callable[[Any], Optional[datetime]]  # a stored state's next wake-up (rebuilding timers)
+    wake_at: Callable[[Any], datetime | None]  # a stored state's next wake-up (rebuilding timers)
     duplicate: Callable[[Any, Any], bool] = lambda state, message: False  # an event it had seen (counted)
     keeps_wake: bool = False  # the state stores its own next wake-up (orders)
     measured: bool = True  # batches observed in the latency histogram
     deadlines: Deadlines = field(default_factory=Deadlines)
 
 
-def _order_time(message: Any) -> Optional[datetime]:
+def _order_time(message: Any) -> datetime | None:
     return message.at if isinstance(message, ClockTick) else order_rules.event_time(message)
 
 
@@ -73,12 +74,12 @@ def build_sides(ctx: order_rules.Context, stores: Stores, time: StreamTime, app_
     waybill_feed, order_feed, shop_feed = T.internal_topics(app_id)
     rules = ctx.rules
 
-    def waybill_step(state: Any, key: str, message: Any, now: Optional[datetime]) -> Step:
+    def waybill_step(state: Any, key: str, message: Any, now: datetime | None) -> Step:
         if isinstance(message, ParcelScanned):
             return Step(*_fields(waybill_rules.apply_scan(state, message, rules)))
         return Step(*_fields(waybill_rules.apply_registration(state, message, rules)))
 
-    def shop_step(state: Any, key: str, fact: Any, now: Optional[datetime]) -> Step:
+    def shop_step(state: Any, key: str, fact: Any, now: datetime | None) -> Step:
         time.fact_arrived()
         found = shop_rules.apply(state, fact, now, rules)
         return Step(found.state, found.alerts, found.next_deadline)
@@ -87,7 +88,7 @@ def build_sides(ctx: order_rules.Context, stores: Stores, time: StreamTime, app_
         found = shop_rules.on_time(state, now, rules)
         return Step(found.state, found.alerts, found.next_deadline)
 
-    def order_wake(state: Any) -> Optional[datetime]:
+    def order_wake(state: Any) -> datetime | None:
         return state.wake_at if state.wake_at is not None else order_rules.next_deadline(state, ctx)
 
     return {
@@ -110,7 +111,7 @@ def build_sides(ctx: order_rules.Context, stores: Stores, time: StreamTime, app_
     }
 
 
-def _fields(step: Any) -> tuple[Any, list[Any], Optional[datetime]]:
+def _fields(step: Any) -> tuple[Any, list[Any], datetime | None]:
     return step.state, step.outputs, step.next_deadline
 
 
@@ -156,7 +157,7 @@ class SideRunner:
             self.put(side, key, state, dirty_partition[key])
         return out
 
-    def fire(self, side: Side, now: Optional[datetime]) -> list[Outgoing]:
+    def fire(self, side: Side, now: datetime | None) -> list[Outgoing]:
         """Run the timers of `side` due by `now` for keys of served partitions; their messages."""
         if now is None:
             return []

@@ -8,7 +8,8 @@ per input partition (overwritten, never growing). Outboxes belong to `streams.wo
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Awaitable, Callable, Iterable, Optional, Protocol
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, Protocol
 
 from streams.worker.records import TP
 
@@ -18,7 +19,7 @@ SendChangelog = Callable[[int, str, Any], Awaitable[Any]]
 class KeyedData(Protocol):
     """Where a store keeps its states: a dict, Faust's memory store or its RocksDB store."""
 
-    def get(self, key: str, partition: Optional[int] = None) -> Any: ...
+    def get(self, key: str, partition: int | None = None) -> Any: ...
 
     def put(self, key: str, value: Any, partition: int) -> None: ...
 
@@ -33,7 +34,7 @@ class MappingStore:
     def __init__(self, mapping: Any) -> None:
         self.mapping = mapping
 
-    def get(self, key: str, partition: Optional[int] = None) -> Any:
+    def get(self, key: str, partition: int | None = None) -> Any:
         return self.mapping.get(key)
 
     def put(self, key: str, value: Any, partition: int) -> None:
@@ -59,12 +60,12 @@ class StateStore:
     (awaited, in order) before the batch's outputs. A plain dict is wrapped in a `MappingStore`.
     """
 
-    def __init__(self, data: Any, send_changelog: Optional[SendChangelog]) -> None:
+    def __init__(self, data: Any, send_changelog: SendChangelog | None) -> None:
         self.data: KeyedData = MappingStore(data) if isinstance(data, dict) else data
         self.send_changelog = send_changelog
         self.pending: dict[str, tuple[int, Any]] = {}
 
-    def get(self, key: str, partition: Optional[int] = None) -> Any:
+    def get(self, key: str, partition: int | None = None) -> Any:
         return self.data.get(key, partition)
 
     def put(self, key: str, value: Any, partition: int) -> None:

@@ -19,7 +19,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from streams.kafka import admin
-from streams.kafka import compat
+from streams.kafka import compat, offsets, overrides
 from streams.kafka.embedded import EmbeddedBroker
 from streams.config import Settings, load_settings
 from streams.topics import all_topics
@@ -63,7 +63,7 @@ def test_real_end_offsets_are_the_fetch_high_water_marks(broker: EmbeddedBroker)
     _produce_one_then_a_batch_of_ten(broker, "offsets")
 
     assert admin.end_offsets(broker.url, "offsets") == {0: 11, 1: 0}
-    assert compat.real_end_offsets(broker.bootstrap, "offsets") == {0: 11, 1: 0}
+    assert offsets.real_end_offsets(broker.bootstrap, "offsets") == {0: 11, 1: 0}
 
 
 def test_real_end_offsets_of_a_missing_topic_is_an_error_and_creates_nothing(broker: EmbeddedBroker) -> None:
@@ -75,12 +75,12 @@ def test_real_end_offsets_of_a_missing_topic_is_an_error_and_creates_nothing(bro
 
 def test_the_end_offset_fix_installs_once_and_uninstalls() -> None:
     with _end_offset_fix_restored():
-        compat.uninstall_end_offset_fix()
+        overrides.uninstall_end_offset_fix()
 
-        assert compat.install_end_offset_fix() is True
-        assert compat.install_end_offset_fix() is False
-        assert compat.uninstall_end_offset_fix() is True
-        assert compat.uninstall_end_offset_fix() is False
+        assert overrides.install_end_offset_fix(offsets.raise_to_highwater) is True
+        assert overrides.install_end_offset_fix(offsets.raise_to_highwater) is False
+        assert overrides.uninstall_end_offset_fix() is True
+        assert overrides.uninstall_end_offset_fix() is False
 
 
 PROBE_APP = '''
@@ -296,8 +296,8 @@ def test_detect_recognises_the_embedded_broker_and_an_explicit_setting_wins(brok
     assert compat.detect(settings("kafka")) is False
     assert compat.detect(settings("embedded")) is True
     assert admin.is_embedded_broker(broker.url) is True
-    assert compat.is_embedded_cluster_id("tansu_cluster")
-    assert not compat.is_embedded_cluster_id("MkU3OEVBNTcwNTJENDM2Qk")  # what Kafka reports
+    assert admin.is_embedded_cluster_id("tansu_cluster")
+    assert not admin.is_embedded_cluster_id("MkU3OEVBNTcwNTJENDM2Qk")  # what Kafka reports
 
 
 # -- helpers --------------------------------------------------------------------------------
@@ -373,11 +373,11 @@ def test_the_fetch_wait_fix_gives_fausts_worker_consumer_a_short_fetch_wait_and_
         consumer = thread._create_worker_consumer(app.transport)
         return consumer._fetch_max_wait_ms
 
-    compat.uninstall_fetch_wait_fix()
+    overrides.uninstall_fetch_wait_fix()
     try:
         assert asyncio.run(worker_consumer_wait()) == 1500  # Faust's hard-coded wait
-        assert compat.install_fetch_wait_fix() is True and compat.install_fetch_wait_fix() is False
+        assert overrides.install_fetch_wait_fix(compat.EMBEDDED_FETCH_MAX_WAIT_MS) is True and overrides.install_fetch_wait_fix(compat.EMBEDDED_FETCH_MAX_WAIT_MS) is False
         assert asyncio.run(worker_consumer_wait()) == compat.EMBEDDED_FETCH_MAX_WAIT_MS
     finally:
-        assert compat.uninstall_fetch_wait_fix() is True
+        assert overrides.uninstall_fetch_wait_fix() is True
     assert asyncio.run(worker_consumer_wait()) == 1500

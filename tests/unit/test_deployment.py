@@ -8,7 +8,7 @@ import yaml
 from streams.config import ENV_VARS, load_settings
 from streams.dashboard.server import DASHBOARD_ENV_VARS, dashboard_env
 
-# The dashboard's own variables are read in streams/dashboard.py until they move into config.
+# The dashboard's own variables are read in streams/dashboard/server.py until they move into config.
 READ_BY_SHIPGUARD = set(ENV_VARS) | set(DASHBOARD_ENV_VARS)
 
 REPO = Path(__file__).resolve().parents[2]
