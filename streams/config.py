@@ -29,9 +29,9 @@ into client arguments; `check_security` says what is wrong with a combination, n
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Optional
 
 SECURITY_ENV_VARS = (
     "SHIPGUARD_SECURITY_PROTOCOL", "SHIPGUARD_SSL_CAFILE", "SHIPGUARD_SSL_CERTFILE", "SHIPGUARD_SSL_KEYFILE",
@@ -61,7 +61,7 @@ class Settings:
     clock: str = "wall"
     partitions: int = 8
     data_dir: Path = field(default_factory=lambda: Path("data"))
-    rules_path: Optional[Path] = None
+    rules_path: Path | None = None
     web_port: int = 6066
     broker_compat: str = "auto"
     pii_salt: str = field(default=DEV_SALT, repr=False)  # secret in production
@@ -70,12 +70,12 @@ class Settings:
     store: str = "memory"
     max_message_bytes: int = 262_144
     security_protocol: str = "PLAINTEXT"
-    ssl_cafile: Optional[Path] = None
-    ssl_certfile: Optional[Path] = None
-    ssl_keyfile: Optional[Path] = None
-    sasl_mechanism: Optional[str] = None
-    sasl_username: Optional[str] = None
-    sasl_password: Optional[str] = field(default=None, repr=False)  # secret: never in a log line
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: str | None = field(default=None, repr=False)  # secret: never in a log line
 
     @property
     def bootstrap_servers(self) -> list[str]:
@@ -112,8 +112,8 @@ def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -
     return value
 
 
-def _choice(env: Mapping[str, str], name: str, default: Optional[str], choices: tuple[str, ...],
-            upper: bool = False) -> Optional[str]:
+def _choice(env: Mapping[str, str], name: str, default: str | None, choices: tuple[str, ...],
+            upper: bool = False) -> str | None:
     raw = (env.get(name) or "").strip()
     if not raw:
         return default
@@ -123,7 +123,7 @@ def _choice(env: Mapping[str, str], name: str, default: Optional[str], choices: 
     return value
 
 
-def load_settings(env: Optional[Mapping[str, str]] = None, **overrides: object) -> Settings:
+def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
     """Read Settings from `env` (default: os.environ); keyword overrides win (CLI flags)."""
     env = os.environ if env is None else env
     broker = env.get("SHIPGUARD_BROKER") or "kafka://127.0.0.1:9092"
@@ -158,7 +158,7 @@ def load_settings(env: Optional[Mapping[str, str]] = None, **overrides: object) 
     return settings
 
 
-def _path(env: Mapping[str, str], name: str) -> Optional[Path]:
+def _path(env: Mapping[str, str], name: str) -> Path | None:
     raw = (env.get(name) or "").strip()
     return Path(raw).expanduser() if raw else None
 

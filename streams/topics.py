@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 from kafka.partitioner.default import murmur2
 
 ORDER_PAID = "order-paid"
@@ -48,7 +46,7 @@ def side_of(app_id: str) -> dict[str, str]:
     return {topic: side for side, topics in side_topics(app_id).items() for topic in topics}
 
 
-def partition_for(key: Optional[bytes], partitions: int, fallback: int = 0) -> int:
+def partition_for(key: bytes | None, partitions: int, fallback: int = 0) -> int:
     """Kafka's default partitioner: murmur2 of the key bytes, or the fallback for no key."""
     if key is None:
         return fallback

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from datetime import datetime, timezone
-from typing import Any, Iterable, Optional
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
 
 from processors.config import RulesConfig
 from processors.order import Context
@@ -25,7 +26,7 @@ from streams.worker.records import TP, Outgoing, Record
 from streams.worker.shell import Shell
 from streams.worker.stores import StateStore, Stores
 
-FIXED_WALL = datetime(2000, 1, 1, tzinfo=timezone.utc)
+FIXED_WALL = datetime(2000, 1, 1, tzinfo=UTC)
 
 __all__ = ["FIXED_WALL", "InProcessEngine", "partition_for"]
 
@@ -79,7 +80,7 @@ class InProcessEngine:
     def rebalances(self) -> int:
         return 0
 
-    async def send(self, out: list[Outgoing]) -> Optional[list[Any]]:
+    async def send(self, out: list[Outgoing]) -> list[Any] | None:
         for item in out:
             record = self._append(item.topic, item.key, item.value, item.partition)
             if item.topic in self.side_of:
@@ -94,7 +95,7 @@ class InProcessEngine:
         return [r.value for r in records[start:] if r.value is not None], len(records)
 
     # -- the loopback log ------------------------------------------------------------------
-    def _append(self, topic: str, key: Optional[bytes], value: bytes, partition: Optional[int]) -> Record:
+    def _append(self, topic: str, key: bytes | None, value: bytes, partition: int | None) -> Record:
         if partition is None:
             partition = partition_for(key, self.partitions)
         log = self.log[topic][partition]
@@ -110,7 +111,7 @@ class InProcessEngine:
             await self._deliver(self._queue.pop(0))
 
     # -- the public side -------------------------------------------------------------------
-    async def publish(self, topic: str, key: Optional[bytes], value: bytes, partition: Optional[int] = None) -> None:
+    async def publish(self, topic: str, key: bytes | None, value: bytes, partition: int | None = None) -> None:
         """Publish one record and process everything it causes before returning."""
         record = self._append(topic, key, value, partition)
         if topic in self.side_of and self.side_of[topic] != T.SHOP_SIDE:

@@ -11,8 +11,9 @@ from __future__ import annotations
 import logging
 import socket
 import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence, Union
+from typing import Any, Optional, Union
 
 import kafka.errors
 from kafka.admin import KafkaAdminClient

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
@@ -28,14 +29,14 @@ class OutputClient:
     """The worker's own producer for output topics, and a consumer to read them (and skipped inputs) back."""
 
     def __init__(self, bootstrap_servers: list[str], client_id: str,
-                 client_kwargs: Optional[Callable[[], dict]] = None) -> None:
+                 client_kwargs: Callable[[], dict] | None = None) -> None:
         self.bootstrap_servers = bootstrap_servers
         self.client_id = client_id
         self.client_kwargs = client_kwargs or dict
-        self.producer: Optional[AIOKafkaProducer] = None
-        self.consumer: Optional[AIOKafkaConsumer] = None
+        self.producer: AIOKafkaProducer | None = None
+        self.consumer: AIOKafkaConsumer | None = None
 
-    async def send(self, topic: str, key: Optional[bytes], value: bytes, partition: int) -> Any:
+    async def send(self, topic: str, key: bytes | None, value: bytes, partition: int) -> Any:
         """Enqueue one record; the returned future fails (no retry) on an ambiguous failure."""
         if self.producer is None:
             producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap_servers, client_id=f"{self.client_id}-outputs",
@@ -64,7 +65,7 @@ class OutputClient:
         records, _ = await self._read(topic, partition, start, stop, timeout)
         return records
 
-    async def _read(self, topic: str, partition: int, start: int, stop: Optional[int],
+    async def _read(self, topic: str, partition: int, start: int, stop: int | None,
                     timeout: float) -> tuple[list[ConsumerRecord], int]:
         """Records from `start` to `stop` (None: the high-water mark), and where the read ended."""
         if self.consumer is None:

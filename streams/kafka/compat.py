@@ -65,7 +65,7 @@ def detect(settings: Settings) -> bool:
         ) from None
 
 
-def apply(app: "faust.App", embedded: bool) -> None:
+def apply(app: faust.App, embedded: bool) -> None:
     """Make `app` safe on the broker it runs against; idempotent. Call before the worker starts."""
     if not embedded:
         return

@@ -18,14 +18,14 @@ import asyncio
 import logging
 import os
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 import faust
 
 from processors.config import RulesConfig
 from processors.order import Context
 from schemas.shop import ShopState
-from schemas.state import InputClock, Outbox, OrderState, WaybillState
+from schemas.state import InputClock, OrderState, Outbox, WaybillState
 from streams import topics as T
 from streams.config import Settings
 from streams.kafka import overrides, security
@@ -121,7 +121,7 @@ async def _or_stop(step: Any) -> None:
         os._exit(70)
 
 
-def build_app(settings: Settings, rules: RulesConfig, faust_overrides: Optional[dict] = None,
+def build_app(settings: Settings, rules: RulesConfig, faust_overrides: dict | None = None,
               embedded: bool = False) -> Built:
     """Create the Faust app with shipguard's topics, tables and agents."""
     n = settings.partitions

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Optional
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -30,9 +30,9 @@ class FaustBroker:
         self.app, self.settings, self.embedded = app, settings, embedded
         self.outputs = OutputClient(settings.bootstrap_servers, settings.app_id,
                                     client_kwargs=lambda: security.aiokafka_kwargs(settings))
-        self.offsets_consumer: Optional[AIOKafkaConsumer] = None
+        self.offsets_consumer: AIOKafkaConsumer | None = None
 
-    async def produce(self, topic: str, key: Optional[bytes], value: Optional[bytes], partition: Optional[int]) -> Any:
+    async def produce(self, topic: str, key: bytes | None, value: bytes | None, partition: int | None) -> Any:
         """Straight to Faust's producer: its Topic.send (channels, codecs, FutureMessage) cost 19%
         of the worker's busy time for records that are bytes already."""
         return await self.app.producer.send(topic, key, value, partition, None, None)

@@ -16,14 +16,15 @@ region are enough to read an order, and a hash of a small space (phone numbers) 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import Any, Callable, Iterable, Optional
+from typing import Any
 
 from schemas.state import OrderState
 from schemas.types import format_time
 from streams import topics as T
-from streams.topics import partition_for
 from streams.kafka.overrides import RocksDBTableData
+from streams.topics import partition_for
 from streams.worker.metrics import CONTENT_TYPE, Snapshot, consumer_lag, render
 
 log = logging.getLogger("shipguard")
@@ -37,7 +38,7 @@ _KIND_ORDER = {"PAID": 0, "UPLOAD": 1, "OTHER_ORDER_UPLOAD": 2, "SCAN": 3, "CANC
 def install_web(app: Any, shell: Any, is_ready: Callable[[], bool]) -> None:
     """Register /metrics, /health and /order/{order_id} on the Faust app's web server."""
 
-    def highwater(tp: tuple[str, int]) -> Optional[int]:
+    def highwater(tp: tuple[str, int]) -> int | None:
         # Faust's consumer keeps the high-water mark of each fetch response; None before the
         # first fetch of a partition, or while the consumer is (re)starting
         from faust.types import TP
@@ -80,14 +81,14 @@ def _held_partitions(shell: Any) -> list[int]:
     return sorted(shell.owned_partitions())
 
 
-def take_snapshot(shell: Any, ready: bool, highwater: Callable[[tuple[str, int]], Optional[int]]) -> Snapshot:
+def take_snapshot(shell: Any, ready: bool, highwater: Callable[[tuple[str, int]], int | None]) -> Snapshot:
     """Copy the shell's counters and sizes; lag from its end offsets (event clock) or `highwater`."""
     metrics = shell.metrics
     time = shell.time
     external = [(tp[0], tp[1]) for tp in shell.broker.assigned() if tp[0] in time.external]
     if shell.clock_mode == "event" and time.ends:
         # refreshed from the broker on every tick (0.2 s) for the event clock
-        ends: dict[tuple[str, int], Optional[int]] = dict(time.ends)
+        ends: dict[tuple[str, int], int | None] = dict(time.ends)
     else:
         ends = {tp: highwater(tp) for tp in external}
     latency = getattr(metrics, "latency", None)
