@@ -103,6 +103,8 @@ def outputs(lines: list[dict]) -> tuple[list, list]:
         for number, item in enumerate(lines, start=1):
             await engine.publish_messages(parse_line(number, codec.dumps(item).decode(), engine.partitions))
     asyncio.run(go())
+    # every record was valid and applied: equal outputs are not those of two dead-lettered streams
+    assert engine.output("dead-letters") == [] and engine.shell.metrics.consumed["order-paid"] > 0
     warnings = sorted((w["warning_id"], w["stage"], w["occurred_at"]) for w in engine.output("violation-warnings"))
     outcomes = sorted((o["request_event_id"], o["code"]) for o in engine.output("cancellation-outcomes"))
     return warnings, outcomes

@@ -92,16 +92,19 @@ def engine_with_outbox(flaky=None):
     engine = InProcessEngine(load_rules())
     shell = engine.shell
     shell.outbox = StateStore({}, None)
-    sent = collections.Counter()
+    sent, failed = collections.Counter(), collections.Counter()
     plain_send = engine._send
 
     async def send(out):
         results = []
         for item in out:
-            sent[item.identity] += 1
+            if item.identity:  # an output (internal feed messages have none)
+                sent[item.identity] += 1
             fate = flaky(item, sent[item.identity]) if flaky and item.identity else None
             if fate != "lost":
                 await plain_send([item])
+            if fate is not None:
+                failed[item.identity] += 1
             results.append(None if fate is None else KafkaConnectionError(fate))
         return results
 
@@ -113,6 +116,7 @@ def engine_with_outbox(flaky=None):
         return {(t, p): len(engine.log[t][p]) for t, p in tps}
 
     shell.send, shell.read_back, shell.end_offsets = send, read_back, end_offsets
+    engine.sends, engine.failures = sent, failed  # per output identity: sends, and sends reported failed
     return engine
 
 
@@ -129,12 +133,20 @@ def test_an_output_that_landed_although_its_send_failed_is_not_sent_again(refere
     monkeypatch.setattr(asyncio, "sleep", _no_sleep)
     engine = run_files(engine_with_outbox(lambda item, n: "landed" if n == 1 else None))
     assert outputs(engine) == reference and reference[T.VIOLATION_WARNINGS]
+    # every output's first send was reported failed, and none was sent a second time
+    assert len(engine.sends) == sum(map(len, reference.values()))
+    assert set(engine.failures.values()) == {1} and engine.failures.keys() == engine.sends.keys()
+    assert set(engine.sends.values()) == {1}
 
 
 def test_an_output_whose_send_failed_before_it_landed_is_sent_again_once(reference, monkeypatch):
     monkeypatch.setattr(asyncio, "sleep", _no_sleep)
     engine = run_files(engine_with_outbox(lambda item, n: "lost" if n <= 2 else None))
-    assert outputs(engine) == reference
+    assert outputs(engine) == reference and reference[T.VIOLATION_WARNINGS]
+    # every output was lost twice, sent a third time, and is on its topic once
+    assert len(engine.sends) == sum(map(len, reference.values()))
+    assert set(engine.failures.values()) == {2} and engine.failures.keys() == engine.sends.keys()
+    assert set(engine.sends.values()) == {3}
 
 
 def test_every_batch_leaves_its_output_messages_in_its_partitions_outbox():

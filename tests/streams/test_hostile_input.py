@@ -100,6 +100,7 @@ def test_hostile_records_end_on_dead_letters_and_the_good_events_give_the_same_o
     assert len(letters) == len(bad)
     assert all(letter["error"] for letter in letters)
     assert all(len(letter["raw"]) <= DEAD_LETTER_RAW_BYTES * 4 // 3 + 4 for letter in letters)
+    assert ALONE.output("violation-warnings") and ALONE.output("cancellation-outcomes"), "the good events give outputs"
     for topic in ("violation-warnings", "cancellation-outcomes", "shop-alerts"):
         assert engine.output(topic) == ALONE.output(topic)
 

@@ -68,6 +68,8 @@ def test_fewer_than_twenty_orders_never_alert():
             await publish(engine, "order-paid", f"F{i}", order_paid(f"F{i}", at=PAID + timedelta(minutes=i)))
         await tick(engine, PAID + hours(60))
     asyncio.run(go())
+    late = [w for w in engine.output("violation-warnings") if (w["rule"], w["stage"]) == ("SHIP_OVERDUE", "VIOLATION")]
+    assert len(late) == 19, "every order was applied and never dispatched: a late rate far above its threshold"
     assert alerts(engine) == []
 
 

@@ -39,10 +39,14 @@ def test_a_delivered_order_with_nothing_open_keeps_only_a_closed_marker():
 def test_a_repeated_event_after_closing_changes_nothing_and_emits_nothing():
     engine = InProcessEngine(load_rules())
     asyncio.run(engine.run_file(EXAMPLES / "ex01-happy-path.jsonl"))
+    closed = engine.orders["EX01"]
     first_line = (EXAMPLES / "ex01-happy-path.jsonl").read_text().splitlines()[0]
     asyncio.run(engine.publish_messages(parse_line(1, first_line, engine.partitions)))
     asyncio.run(tick(engine, datetime.fromisoformat("2026-03-23T10:00:00+08:00")))
-    assert engine.output("violation-warnings") == [] and engine.orders["EX01"].closed
+    [(partition, records)] = [(p, records) for p, records in engine.log["order-paid"].items() if records]
+    assert len(records) == 2 and engine.shell.committable(("order-paid", partition)) == 2, "the repeat was read"
+    assert engine.output("dead-letters") == []
+    assert engine.output("violation-warnings") == [] and closed.closed and engine.orders["EX01"] == closed
 
 
 def test_completed_orders_leave_both_tables_empty_after_retention():
@@ -53,8 +57,12 @@ def test_completed_orders_leave_both_tables_empty_after_retention():
     async def go():
         for number, text in enumerate(lines, start=1):
             await engine.publish_messages(parse_line(number, text, engine.partitions))
+            for table, held in (("orders", engine.orders), ("waybills", engine.waybills), ("shops", engine.shops)):
+                most[table] = max(most[table], len(held))
         await tick(engine, end + timedelta(days=31))
+    most = dict.fromkeys(("orders", "waybills", "shops"), 0)
     asyncio.run(go())
+    assert all(most.values()) and engine.output("violation-warnings"), f"the stream held state to remove: {most}"
     assert engine.orders == {} and engine.waybills == {} and engine.shops == {}
     assert engine.shell.order_deadlines.due_at == {} and engine.shell.waybill_deadlines.due_at == {}
     assert engine.shell.shop_deadlines.due_at == {}

@@ -20,19 +20,22 @@ from streams.runtime.app import _state_store
 from streams.inprocess.engine import InProcessEngine
 from streams.worker.shell import StateStore
 from streams.runtime.serde import KeyCodec, StateCodec
+from schemas import codec
 from schemas.state import OrderState
+from tests.factories import order_paid
 from tests.streams.conftest import SCENARIOS, run_files
 
 AT = datetime(2026, 3, 1, tzinfo=timezone.utc)
 
 
 def paid_record(engine, order_id="takeover-1"):
-    """An order-paid record appended to the engine's log (not yet delivered)."""
-    value = (b'{"event_id":"e-' + order_id.encode() + b'","order_id":"' + order_id.encode() + b'",'
-             b'"shop_id":"s1","platform":"DOUYIN","paid_at":"2026-03-01T08:00:00Z","promised_ship_by":'
-             b'"2026-03-03T08:00:00Z","amount":"10.00","currency":"CNY","recipient":{"name":"n","phone":'
-             b'"13800000000","province":"p","city":"c","address":"a"},"items":[{"sku":"x","qty":1}]}')
-    return engine._append(T.ORDER_PAID, order_id.encode(), value, None)
+    """A valid order-paid record appended to the engine's log (not yet delivered)."""
+    return engine._append(T.ORDER_PAID, order_id.encode(), codec.dumps(order_paid(order_id, at=AT)), None)
+
+
+def applied(engine, order_id="takeover-1"):
+    """Whether the order's state is in the store."""
+    return order_id in engine.orders
 
 
 def test_a_paused_worker_processes_no_batch_until_the_restore_ends_and_then_processes_it():
@@ -45,12 +48,14 @@ def test_a_paused_worker_processes_no_batch_until_the_restore_ends_and_then_proc
         batch = asyncio.create_task(shell.order_batch([record]))
         await asyncio.sleep(0.2)
         waited = not batch.done() and shell.committable((record.topic, record.partition)) is None
+        waited = waited and not applied(engine)
         await shell.tick()  # the clock does nothing while paused either
         shell.resume()
         await asyncio.wait_for(batch, 2)
         return waited
 
     assert asyncio.run(go())
+    assert applied(engine) and engine.output(T.DEAD_LETTERS) == [], "the batch, processed after the restore, applies"
     assert shell.committable((record.topic, record.partition)) == record.offset + 1
     assert shell.metrics.consumed[T.ORDER_PAID] == 1 and shell.metrics.deferred == 0
 
@@ -68,10 +73,15 @@ def test_a_batch_waiting_when_the_next_rebalance_starts_is_dropped_uncommitted_f
         await asyncio.sleep(0.1)
         rebalances["count"] += 1  # Faust waits for the batch before it revokes: it must end
         await asyncio.wait_for(batch, 2)
+        dropped = not applied(engine) and shell.committable((record.topic, record.partition)) is None
+        shell.resume()  # the new assignment restored: the record is read again
+        await asyncio.wait_for(shell.order_batch([record]), 2)
+        return dropped
 
-    asyncio.run(go())
-    assert shell.metrics.deferred == 1 and shell.metrics.consumed[T.ORDER_PAID] == 0
-    assert shell.committable((record.topic, record.partition)) is None
+    assert asyncio.run(go())
+    assert shell.metrics.deferred == 1 and shell.metrics.consumed[T.ORDER_PAID] == 1
+    assert applied(engine) and engine.output(T.DEAD_LETTERS) == [], "the later read applies the dropped batch's order"
+    assert shell.committable((record.topic, record.partition)) == record.offset + 1
 
 
 def test_keys_of_partitions_the_worker_does_not_serve_are_neither_scheduled_nor_fired():
