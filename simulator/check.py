@@ -1,7 +1,8 @@
 """`shipguard simulate --check`: the worker's logic against the simulator's labels, per rule and stage.
 
-The simulated stream is replayed through the worker's own Shell and processors in process
-(`streams.inprocess.engine`, the contract's one-record-at-a-time reading); every emitted
+The simulated stream is replayed through the worker's own Shell and processors in process (an
+`Engine` that the caller passes: `shipguard simulate` passes `streams.inprocess.engine`'s, the
+contract's one-record-at-a-time reading; the simulator does not import the worker); every emitted
 (order, rule, stage, occurred_at) is compared with the labels, which the simulator computed from
 its own, independent reading of the contract. Precision = matched / emitted, recall = matched /
 expected, per rule and stage; cancellation outcomes are compared as (order, decision, code), shop
@@ -18,9 +19,10 @@ import asyncio
 import json
 import time
 from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sized
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Protocol
 
 from schemas.types import format_time, parse_time
 
@@ -28,6 +30,23 @@ RULE_ORDER = ("SHIP_OVERDUE", "WAYBILL_INVALID", "WAYBILL_REUSED", "NO_PICKUP", 
               "TRACKING_STALLED", "ADDRESS_MISMATCH", "PICKUP_BEFORE_PAYMENT", "NOT_DELIVERED",
               "EXPRESS_STOP_REMARK")
 STAGES = ("WARNING", "VIOLATION", "RESOLVED")
+
+
+class Engine(Protocol):
+    """The worker's logic in process, as the check uses it (`streams.inprocess.engine.InProcessEngine`)."""
+
+    @property
+    def log(self) -> Mapping[str, Mapping[int, Sized]]:
+        """Every record published, per topic and partition."""
+        ...
+
+    async def run_file(self, path: Path) -> None:
+        """Publish the lines of a JSONL event file in order, each read at once."""
+        ...
+
+    def output(self, topic: str) -> list[dict]:
+        """The decoded values written to an output topic, in order."""
+        ...
 
 
 @dataclass
@@ -140,12 +159,9 @@ def compare(labels: dict[str, Any], warnings: Iterable[dict], outcomes: Iterable
     return report
 
 
-def check(events: Path, labels: dict[str, Any]) -> CheckReport:
-    """Replay `events` through the worker's logic in process and compare with `labels`."""
-    from processors.config import load_rules
-    from streams.inprocess.engine import InProcessEngine
-
-    engine = InProcessEngine(load_rules())
+def check(events: Path, labels: dict[str, Any], new_engine: Callable[[], Engine] | None = None) -> CheckReport:
+    """Replay `events` through a fresh engine from `new_engine` and compare with `labels`."""
+    engine = (new_engine or _worker_engine)()
     began = time.perf_counter()
     asyncio.run(engine.run_file(events))
     seconds = time.perf_counter() - began
@@ -154,6 +170,15 @@ def check(events: Path, labels: dict[str, Any]) -> CheckReport:
     report.seconds = seconds
     report.events = sum(len(p) for topic in engine.log.values() for p in topic.values())
     return report
+
+
+def _worker_engine() -> Engine:
+    # moved: the caller passes the engine (streams/cli/main.py cmd_simulate does); kept until
+    # tests/streams/test_simulate_check.py passes one to `check`
+    from streams.inprocess.engine import InProcessEngine
+    from streams.rules_file import load_rules
+
+    return InProcessEngine(load_rules())
 
 
 def differences(report: CheckReport, limit: int = 10) -> list[str]:
@@ -169,10 +194,11 @@ def differences(report: CheckReport, limit: int = 10) -> list[str]:
     return lines
 
 
-def run_check(events: Path, labels_path: Path) -> int:
-    """Print the table; 0 when every label matches and nothing else was emitted, else 1."""
+def run_check(events: Path, labels_path: Path, new_engine: Callable[[], Engine]) -> int:
+    """Replay through a fresh engine from `new_engine` and print the table; 0 when every label
+    matches and nothing else was emitted, else 1."""
     labels = json.loads(labels_path.read_text(encoding="utf-8"))
-    report = check(events, labels)
+    report = check(events, labels, new_engine)
     print(f"\ncheck: replayed through the worker's logic in process in {report.seconds:.1f} s")
     print(report.table())
     for item in labels.get("shop_alerts_unlabelled", []):

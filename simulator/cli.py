@@ -9,11 +9,13 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Optional
 
 from schemas.types import parse_time
 from simulator import output
+from simulator.check import Engine, run_check
 from simulator.generator import (DEFAULT_CANCEL_SHARE, DEFAULT_FAULT_SHARE, DEFAULT_START, VARIANTS, Simulation,
                                  SimulationConfig, SimulationError, generate, spread_faults)
 from simulator.labels import RULES, STAGES
@@ -206,8 +208,17 @@ def summary(sim: Simulation) -> list[str]:
     return lines
 
 
-def run(args: argparse.Namespace) -> int:
-    """Generate, write both files, print a summary; 0 on success, 2 when the request cannot be met."""
+def run(args: argparse.Namespace, new_engine: Optional[Callable[[], Engine]] = None) -> int:
+    """Generate, write both files, print a summary; 0 on success, 2 when the request cannot be met.
+
+    With --check, then replay the stream through a fresh engine from `new_engine` (the worker's
+    logic in process, which `shipguard simulate` passes) and compare with the labels.
+    """
+    check = getattr(args, "check", False)
+    if check and new_engine is None:
+        print("shipguard simulate: error: --check replays the stream through the worker's logic, which the "
+              "simulator alone does not have: run `shipguard simulate ... --check`", file=sys.stderr)
+        return 2
     began = time.perf_counter()
     was_enabled = gc.isenabled()
     gc.disable()    # a batch of long-lived objects without cycles: the collector would only rescan them
@@ -230,15 +241,13 @@ def run(args: argparse.Namespace) -> int:
         print(line)
     print(f"wrote {args.out} ({_size(len(events))}) and {args.labels} ({_size(len(labels))}) "
           f"in {time.perf_counter() - began:.1f} s")
-    if getattr(args, "check", False):
-        from simulator.check import run_check
-
-        return run_check(args.out, args.labels)
+    if check and new_engine is not None:
+        return run_check(args.out, args.labels, new_engine)
     return 0
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    """`python -m simulator`: the same options as `shipguard simulate`."""
+    """`python -m simulator`: the same options as `shipguard simulate` (--check only works there)."""
     parser = argparse.ArgumentParser(prog="python -m simulator")
     add_arguments(parser)
     return run(parser.parse_args(argv))

@@ -12,10 +12,11 @@ import math
 from dataclasses import dataclass, field
 
 from processors import geo as _geo
-from processors.config import load_rules
+from processors.config import DEFAULT_RULES_PATH, parse_rules_toml
 
 NORMAL, REMOTE, VERY_REMOTE = "normal", "remote", "very_remote"
-_RULES = load_rules()  # the labels assume the packaged default thresholds
+# the labels assume the packaged default thresholds (the worker's own file, read here as it ships)
+_RULES = parse_rules_toml(DEFAULT_RULES_PATH.read_text(encoding="utf-8"))
 REMOTE_PROVINCES = _RULES.remote_provinces
 VERY_REMOTE_PROVINCES = _RULES.very_remote_provinces
 

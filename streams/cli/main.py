@@ -84,7 +84,13 @@ def cmd_schemas(args: argparse.Namespace) -> int:
 def cmd_simulate(args: argparse.Namespace) -> int:
     from simulator.cli import run
 
-    return run(args)
+    if not args.check:
+        return run(args)
+    from streams.inprocess.engine import InProcessEngine
+    from streams.rules_file import load_rules
+
+    # --check: the labels assume the packaged default thresholds, so the worker's logic runs on them
+    return run(args, new_engine=lambda: InProcessEngine(load_rules()))
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

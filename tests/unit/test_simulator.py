@@ -542,6 +542,48 @@ def test_the_cli_reports_a_request_it_cannot_meet(tmp_path, capsys):
     assert "error" in capsys.readouterr().err and not (tmp_path / "e").exists()
 
 
+class LabelledEngine:
+    """A stand-in for the worker's engine that emits exactly what the labels next to the events expect."""
+
+    def __init__(self, labels: Path, drop: int = 0) -> None:
+        self.labels, self.drop, self.log, self.outputs = labels, drop, {}, {}
+
+    async def run_file(self, path: Path) -> None:
+        data = loads(self.labels.read_bytes())
+        self.log = {"order-paid": {0: [1] * len(data["orders"])}}
+        warnings = [{"order_id": order_id, **item} for order_id, order in data["orders"].items()
+                    for item in order["expected"]]
+        self.outputs = {
+            "violation-warnings": warnings[self.drop:],
+            "cancellation-outcomes": [{"order_id": order_id, "decision": c["expected_decision"],
+                                       "code": c["expected_code"]}
+                                      for order_id, order in data["orders"].items() for c in order["cancellations"]],
+            "shop-alerts": data["shop_alerts"]}
+
+    def output(self, topic: str) -> list[dict]:
+        return self.outputs[topic]
+
+
+@pytest.mark.parametrize("drop, code, verdict", [(0, 0, "check: every expected stage emitted and nothing else"),
+                                                 (1, 1, "check: differences found")])
+def test_the_check_replays_the_stream_through_the_engine_it_is_given(tmp_path, capsys, drop, code, verdict):
+    out, lab = tmp_path / "events.jsonl", tmp_path / "labels.json"
+    args = parser().parse_args(["--orders", "60", "--days", "2", "--seed", "5", "--out", str(out),
+                                "--labels", str(lab), "--fault-share", "0.5", "--check"])
+    assert run(args, new_engine=lambda: LabelledEngine(lab, drop)) == code
+    printed = capsys.readouterr().out
+    assert verdict in printed and "| SHIP_OVERDUE |" in printed
+
+
+def test_without_the_workers_engine_the_check_is_refused_before_anything_is_written(tmp_path, capsys):
+    out, lab = tmp_path / "events.jsonl", tmp_path / "labels.json"
+    args = parser().parse_args(["--orders", "10", "--days", "1", "--seed", "1", "--out", str(out),
+                                "--labels", str(lab), "--check"])
+    assert run(args) == 2  # `python -m simulator --check`: the simulator does not import the worker
+    assert "shipguard simulate ... --check" in capsys.readouterr().err
+    assert not out.exists() and not lab.exists()
+
+
 @pytest.mark.parametrize("bad", [["--faults", "NOT_A_RULE=0.1"], ["--faults", "NO_PICKUP"],
                                  ["--fault-share", "1.5"], ["--fault-share", "0.1", "--faults", "NO_PICKUP=0.1"],
                                  ["--orders", "0"], ["--start", "2026-03-02T00:00:00"]])
