@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import time
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -354,12 +353,17 @@ def test_some_scans_arrive_before_their_waybill_is_uploaded(lines):
     assert len(early) > 20
 
 
-def test_generating_ten_thousand_orders_takes_well_under_ten_seconds():
-    began = time.perf_counter()
+def test_ten_thousand_orders_come_out_whole_each_paid_once_and_labelled():
+    # How fast is the benchmark's to say (bench.throughput times `shipguard simulate` of 11,000
+    # orders: simulate_s in bench/results), not a timed assert's; here, that the README's scale
+    # comes out whole: every order paid once, labelled, and its events in time order.
     big = generate(SimulationConfig(orders=10_000, days=7, seed=42))
-    output.render_events(big)
-    output.render_labels(big)
-    assert time.perf_counter() - began < 10.0
+    messages = [loads(line) for line in output.render_events(big).splitlines()]
+    paid = Counter(value["order_id"] for value in values(messages, "order-paid"))
+    assert len(paid) == 10_000 and set(paid.values()) == {1}
+    assert set(loads(output.render_labels(big))["orders"]) == set(paid)
+    times = [instant(m["at"]) for m in messages]
+    assert times == sorted(times)
 
 
 # ------------------------------------------------------------------ the labeller on hand-checked cases
