@@ -280,7 +280,9 @@ def test_a_consumer_groups_first_join_waits_half_the_session_timeout(broker: Emb
 
     short, long = asyncio.run(both())
 
-    assert 1.8 < short < 3.5 and 3.8 < long < 5.5  # Kafka: about 3 s for both
+    # each join is held for half its session timeout (Kafka: about 3 s for both, whatever the timeout);
+    # how much longer a loaded machine takes is not the broker's behaviour, so there is no upper bound
+    assert short >= 1.8 and long >= 3.8 and long > short
     assert compat.faust_settings(embedded=True)["broker_session_timeout"] == 10.0
     assert "broker_session_timeout" not in compat.faust_settings(embedded=False)
 

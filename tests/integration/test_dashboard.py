@@ -24,7 +24,7 @@ import pytest
 
 from streams.kafka import admin
 from streams.kafka.embedded import EmbeddedBroker, free_port
-from streams.cli.supervise import stop_group
+from streams.cli.supervise import read_topic, stop_group
 
 pytestmark = pytest.mark.integration
 
@@ -196,6 +196,8 @@ def test_static_assets_and_the_health_check_carry_no_data_and_need_no_token(setu
 
 
 def test_it_reads_the_records_of_the_last_hours_and_skips_older_ones(setup):
+    on_topic = {r["order_id"] for r in read_topic([setup["broker"].bootstrap], "violation-warnings")}
+    assert {"OLD1", "D1", "D2"} <= on_topic, "the old record is on the topic, for the dashboard to skip"
     state = setup["dashboard"].state()
     orders = {row["order_id"] for row in state["open_warnings"]}
     assert "OLD1" not in orders and {"D1", "D2"} <= orders

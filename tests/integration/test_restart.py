@@ -28,6 +28,7 @@ def test_a_restarted_worker_recovers_every_order_and_number_and_emits_nothing_tw
     asyncio.run(before_tick.run_file(first))
     reference = InProcessEngine(load_rules())
     asyncio.run(reference.run_file(events))
+    assert before_tick.orders and before_tick.waybills, "the stream leaves orders and numbers to recover"
 
     with EmbeddedBroker() as broker:
         bootstrap = [broker.bootstrap]

@@ -8,6 +8,8 @@ their own orders, shops and numbers), with one bad record and one duplicate adde
 import json
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from datetime import datetime
 from pathlib import Path
 
@@ -43,7 +45,8 @@ def run(tmp_path_factory):
     """Broker, worker, replay; yields the outputs and what the run measured."""
     tmp = tmp_path_factory.mktemp("e2e")
     with EmbeddedBroker() as broker:
-        worker = WorkerProcess(broker.url, tmp / "worker.log", app_id=APP_ID, web_port=free_port())
+        web_port = free_port()
+        worker = WorkerProcess(broker.url, tmp / "worker.log", app_id=APP_ID, web_port=web_port)
         with worker:
             stream = tmp / "examples.jsonl"
             dead = merged_stream(stream)
@@ -53,7 +56,10 @@ def run(tmp_path_factory):
             assert replay.returncode == 0, replay.stderr
             bootstrap = [broker.bootstrap]
             wait_idle(bootstrap, APP_ID, timeout=90)
+            held = {order: status_of(f"http://127.0.0.1:{web_port}/order/{order}")
+                    for name in NAMES for order in orders_of(name)}
             yield {
+                "held": held,
                 "warnings": read_topic(bootstrap, "violation-warnings"),
                 "outcomes": read_topic(bootstrap, "cancellation-outcomes"),
                 "dead_letters": read_topic(bootstrap, "dead-letters"),
@@ -61,6 +67,15 @@ def run(tmp_path_factory):
                 "replay_stdout": replay.stdout,
                 "worker": worker,
             }
+
+
+def status_of(url):
+    """The HTTP status of a GET."""
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
 
 
 def expected(name):
@@ -75,6 +90,9 @@ def orders_of(name):
 @pytest.mark.parametrize("name", NAMES)
 def test_each_example_gives_exactly_its_expected_outputs_on_a_real_broker(run, name):
     mine = orders_of(name)
+    # the example was read and applied (its expected outputs may be none at all)
+    assert mine and {run["held"][order] for order in mine} == {200}, f"the worker holds {name}'s orders: {run['held']}"
+    assert not [d for d in run["dead_letters"] if name in d["raw"]], "none of the example's records was dead-lettered"
     got = sorted((w["order_id"], w["rule"], w["stage"], w["occurred_at"])
                  for w in run["warnings"] if w["order_id"] in mine)
     want = sorted((w["order_id"], w["rule"], w["stage"], w["occurred_at"]) for w in expected(name)["violation-warnings"])
@@ -85,7 +103,7 @@ def test_each_example_gives_exactly_its_expected_outputs_on_a_real_broker(run, n
 
 def test_no_warning_stage_appears_twice(run):
     keys = [(w["warning_id"], w["stage"]) for w in run["warnings"]]
-    assert len(keys) == len(set(keys))
+    assert keys and len(keys) == len(set(keys))
 
 
 def test_a_warning_keeps_one_id_through_its_stages_and_carries_the_contract_fields(run):
