@@ -13,9 +13,9 @@ State: none of its own; reads the order's recipient city and joined scans (proce
 
 from __future__ import annotations
 
-from datetime import datetime
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Optional
+from datetime import datetime
+from typing import TYPE_CHECKING
 
 from processors.facts import Segment, courier_segments
 from processors.geo import normalise_city
@@ -29,7 +29,7 @@ RULE = "ADDRESS_MISMATCH"
 AT_DOOR = ("OUT_FOR_DELIVERY", "DELIVERED")
 
 
-def evaluate(order: OrderState, now: Optional[datetime], ctx: Context, segments: Sequence[Segment]) -> RuleResult:
+def evaluate(order: OrderState, now: datetime | None, ctx: Context, segments: Sequence[Segment]) -> RuleResult:
     """ADDRESS_MISMATCH violations that have happened by `now`."""
     facts = order.facts
     if facts is None:

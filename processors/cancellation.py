@@ -6,9 +6,11 @@
 | 2 | order already cancelled | REJECTED | ALREADY_CANCELLED |
 | 3 | a DELIVERED scan exists | REJECTED | ALREADY_DELIVERED |
 | 4 | reason OTHER and detail has fewer than 4 non-blank characters | REJECTED | DETAIL_REQUIRED |
-| 5 | LOGISTICS_EXCEPTION, no EXCEPTION / FAILED_ATTEMPT / RETURNED scan and no rule 4/5/6/9 WARNING | REJECTED | NO_LOGISTICS_EVIDENCE |
+| 5 | LOGISTICS_EXCEPTION without logistics evidence (*) | REJECTED | NO_LOGISTICS_EVIDENCE |
 | 6 | OUT_OF_STOCK or QUALITY_ISSUE and the carrier already scanned the parcel | REJECTED | IN_TRANSIT |
 | 7 | otherwise | APPROVED (order CANCELLED, refund = amount paid) | APPROVED |
+
+(*) an EXCEPTION, FAILED_ATTEMPT or RETURNED scan, or a rule 4/5/6/9 WARNING on the order.
 
 `review` is pure: it sees the order as built from the events before the request (scans count
 from when they joined the order; warnings by their occurred_at) and returns the decision.
@@ -19,10 +21,10 @@ applies an approval to the order's warnings.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Iterable, Optional
 
 from schemas.state import Emitted, OrderFacts, ScanFact
 
@@ -49,11 +51,11 @@ class Verdict:
     code: str
     approved: bool
     merchant_fault: bool
-    refund: Optional[tuple[Decimal, str]]
+    refund: tuple[Decimal, str] | None
     explanation: str
 
 
-def review(facts: Optional[OrderFacts], *, reason: str, detail: str, requested_at: datetime,
+def review(facts: OrderFacts | None, *, reason: str, detail: str, requested_at: datetime,
            cancelled: bool, scans: Iterable[tuple[datetime, ScanFact]], emitted: Iterable[Emitted],
            delivered_and_closed: bool = False) -> Verdict:
     """Apply checks 1-7 in order; `scans` are (time the scan joined the order, scan).

@@ -11,9 +11,11 @@ import tomllib
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from schemas.events import Platform
 
 DEFAULT_RULES_PATH = Path(__file__).with_name("rules.toml")  # package data; read by the shell, not here
 PLATFORMS = ("douyin", "taobao", "tiktok")
@@ -73,10 +75,10 @@ class RulesConfig(_Strict):
     order_retention_days: float = Field(gt=0)
     remote_provinces: tuple[str, ...]
     very_remote_provinces: tuple[str, ...]
-    platforms: dict[Literal["douyin", "taobao", "tiktok"], PlatformRules]
+    platforms: dict[Platform, PlatformRules]
 
     @model_validator(mode="after")
-    def _every_platform(self) -> "RulesConfig":
+    def _every_platform(self) -> RulesConfig:
         missing = [p for p in PLATFORMS if p not in self.platforms]
         if missing:
             raise ValueError(f"platforms: missing {', '.join(missing)}")
@@ -94,9 +96,9 @@ class RulesConfig(_Strict):
     def order_retention(self) -> timedelta:
         return timedelta(days=self.order_retention_days)
 
-    def platform(self, name: str) -> PlatformRules:
+    def platform(self, name: Platform) -> PlatformRules:
         """Thresholds for one platform."""
-        return self.platforms[name]  # type: ignore[index]
+        return self.platforms[name]
 
 
 def parse_rules(data: dict) -> RulesConfig:
@@ -127,7 +129,7 @@ def parse_rules_toml(text: str) -> RulesConfig:
 
 # moved: streams/rules_file.py; kept until streams/runtime/runner.py, tests/drivers.py, tests/streams/*,
 # tests/integration/* and bench/* import it from there
-def load_rules(path: Optional[Path] = None) -> RulesConfig:
+def load_rules(path: Path | None = None) -> RulesConfig:
     """Read and validate a rules file: `streams.rules_file.load_rules`, under its old name."""
     from streams.rules_file import load_rules as load
 

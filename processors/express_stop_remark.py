@@ -14,12 +14,12 @@ only the flag is.
 
 from __future__ import annotations
 
-from datetime import datetime
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Optional
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
-from processors.lifecycle import Occurrence, RuleResult, collect, local_time
 from processors.facts import Segment, upload_evidence
+from processors.lifecycle import Occurrence, RuleResult, collect, local_time
 from processors.waybill_invalid import what_was_uploaded
 from schemas.state import OrderState
 
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 RULE = "EXPRESS_STOP_REMARK"
 
 
-def evaluate(order: OrderState, now: Optional[datetime], ctx: Context, segments: Sequence[Segment]) -> RuleResult:
+def evaluate(order: OrderState, now: datetime | None, ctx: Context, segments: Sequence[Segment]) -> RuleResult:
     """EXPRESS_STOP_REMARK stages that have happened by `now` (it never needs a timer)."""
     facts = order.facts
     if facts is None or not facts.stop_remark:

@@ -9,10 +9,10 @@ upload on (`joined`): for a scan joined by a later upload, the upload is the lat
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from collections.abc import Sequence
-from typing import Any, Optional
+from typing import Any
 
 from processors.config import RulesConfig
 from schemas.state import OrderState, ScanFact, UploadFact
@@ -25,11 +25,11 @@ class Segment:
     index: int
     upload: UploadFact
     start: datetime
-    end: Optional[datetime]
+    end: datetime | None
     scans: tuple[ScanFact, ...]
 
     @property
-    def number(self) -> Optional[str]:
+    def number(self) -> str | None:
         return self.upload.waybill_no
 
     def joined(self, at: datetime) -> datetime:
@@ -82,7 +82,7 @@ def upload_evidence(upload: UploadFact) -> dict[str, Any]:
             "waybill_no": upload.waybill_no, "uploaded_at": upload.uploaded_at}
 
 
-def scan_evidence(scan: Optional[ScanFact]) -> Optional[dict[str, Any]]:
+def scan_evidence(scan: ScanFact | None) -> dict[str, Any] | None:
     """A scan as evidence (None stays None): which event, when, what status, where."""
     if scan is None:
         return None

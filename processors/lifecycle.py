@@ -8,11 +8,12 @@ timed stage may happen. `new_stages` keeps those not yet emitted, in occurred_at
 from __future__ import annotations
 
 import hashlib
-from functools import lru_cache
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
-from typing import Any, Iterable, Optional
+from functools import lru_cache
+from typing import Any
 
 from schemas.state import Emitted
 from schemas.types import format_time
@@ -23,7 +24,7 @@ SEVERITY = {"WARNING": "medium", "VIOLATION": "high", "RESOLVED": "low"}
 
 def warning_id(order_id: str, rule: str, occurrence: str = "") -> str:
     """Stable id of one occurrence of a rule on an order: the same across restarts and replays."""
-    digest = hashlib.blake2b(f"{order_id}\x1f{rule}\x1f{occurrence}".encode("utf-8"), digest_size=10)
+    digest = hashlib.blake2b(f"{order_id}\x1f{rule}\x1f{occurrence}".encode(), digest_size=10)
     return "W" + digest.hexdigest()
 
 
@@ -44,8 +45,8 @@ class StageOut:
     occurred_at: datetime
     message: str
     evidence: dict[str, Any]
-    deadline: Optional[datetime] = None
-    waybill_no: Optional[str] = None
+    deadline: datetime | None = None
+    waybill_no: str | None = None
 
 
 @dataclass
@@ -53,9 +54,9 @@ class RuleResult:
     """What a rule says at `now`: stages that happened, and when to look again."""
 
     stages: list[StageOut] = field(default_factory=list)
-    next_at: Optional[datetime] = None
+    next_at: datetime | None = None
 
-    def wake_at(self, when: Optional[datetime]) -> None:
+    def wake_at(self, when: datetime | None) -> None:
         """Ask to be evaluated again at `when` (keeps the earliest)."""
         if when is not None and (self.next_at is None or when < self.next_at):
             self.next_at = when
@@ -81,29 +82,29 @@ class Occurrence:
     rule: str
     key: str
     warn_at: datetime
-    deadline: Optional[datetime]
+    deadline: datetime | None
     messages: dict[str, str]
     evidence: dict[str, Any]
-    rectified_at: Optional[datetime] = None
-    ends_at: Optional[datetime] = None
+    rectified_at: datetime | None = None
+    ends_at: datetime | None = None
     warning_on_event: bool = False
     violation_only: bool = False
     outcome_keys: tuple[str, ...] = ()
-    waybill_no: Optional[str] = None
+    waybill_no: str | None = None
 
 
-def occurrence_stages(order_id: str, occurrence: Occurrence, now: Optional[datetime],
-                      emitted: Iterable[Emitted]) -> RuleResult:
+def occurrence_stages(order_id: str, occurrence: Occurrence, now: datetime | None,
+                      done: frozenset[tuple[str, str]]) -> RuleResult:
     """The stages of one occurrence that have happened by `now`, and when to look again.
 
     Timed stages need `now` to have reached them; stages an event brings about happen when the
     event is known. An emitted stage is never undone: once VIOLATION or RESOLVED is out, the
     occurrence is over; a rectifying event that arrives after its WARNING was emitted resolves
-    it at max(event time, WARNING time) so that no stage predates its WARNING.
+    it at max(event time, WARNING time) so that no stage predates its WARNING. `done` holds the
+    (warning_id, stage) pairs already emitted (`emitted_keys`).
     """
     o, result = occurrence, RuleResult()
     wid = warning_id(order_id, o.rule, o.key)
-    done = emitted if isinstance(emitted, frozenset) else emitted_keys(emitted)
 
     def stage(name: str, at: datetime, **extra: Any) -> None:
         evidence = {**o.evidence, **extra}
@@ -146,7 +147,7 @@ def occurrence_stages(order_id: str, occurrence: Occurrence, now: Optional[datet
     return result
 
 
-def collect(order_id: str, occurrences: Iterable[Occurrence], now: Optional[datetime],
+def collect(order_id: str, occurrences: Iterable[Occurrence], now: datetime | None,
             emitted: Iterable[Emitted]) -> RuleResult:
     """Stages and next wake-up of several occurrences together."""
     done = emitted_keys(emitted)
@@ -188,7 +189,7 @@ def to_wire(value: Any) -> Any:
     return value
 
 
-def earliest(*times: Optional[datetime]) -> Optional[datetime]:
+def earliest(*times: datetime | None) -> datetime | None:
     """The earliest of some optional instants."""
     present = [t for t in times if t is not None]
     return min(present) if present else None

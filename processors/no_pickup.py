@@ -17,14 +17,14 @@ deletes them) and the emitted stages. One occurrence per courier upload.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Optional
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from processors.config import RulesConfig
-from processors.facts import Segment, courier_segments, scan_evidence, threshold_text, upload_evidence
+from processors.facts import Segment, courier_segments, scan_evidence, upload_evidence
 from processors.lifecycle import Occurrence, RuleResult, collect, local_time
-from schemas.state import OrderState, ScanFact, UploadFact
+from schemas.state import OrderState
 
 if TYPE_CHECKING:
     from processors.order import Context  # a type only: processors.order imports every rule
@@ -64,7 +64,7 @@ def occurrence(order: OrderState, segment: Segment, rules: RulesConfig) -> Occur
                          f"至{local_time(deadline)}仍无快递揽收记录，已构成揽收超时。"})
 
 
-def evaluate(order: OrderState, now: Optional[datetime], ctx: Context, segments: Sequence[Segment]) -> RuleResult:
+def evaluate(order: OrderState, now: datetime | None, ctx: Context, segments: Sequence[Segment]) -> RuleResult:
     """NO_PICKUP stages that have happened by `now`, and when to look again."""
     occurrences = [occurrence(order, segment, ctx.rules) for segment in courier_segments(order, segments)]
     return collect(order.order_id, occurrences, now, order.emitted)

@@ -16,9 +16,9 @@ deletes them) and the emitted stages. At most one occurrence per courier upload,
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Optional
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from processors.config import RulesConfig
 from processors.facts import Segment, courier_segments, scan_evidence, threshold_text, upload_evidence
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 RULE = "NOT_DELIVERED"
 
 
-def occurrence(order: OrderState, segment: Segment, rules: RulesConfig) -> Optional[Occurrence]:
+def occurrence(order: OrderState, segment: Segment, rules: RulesConfig) -> Occurrence | None:
     """The NOT_DELIVERED occurrence of one courier segment (None before its first scan)."""
     if not segment.scans or order.facts is None:
         return None
@@ -61,7 +61,7 @@ def occurrence(order: OrderState, segment: Segment, rules: RulesConfig) -> Optio
             "VIOLATION": f"订单{oid}的运单{number}{since}至{local_time(deadline)}仍未签收，已构成超时未签收。"})
 
 
-def evaluate(order: OrderState, now: Optional[datetime], ctx: Context, segments: Sequence[Segment]) -> RuleResult:
+def evaluate(order: OrderState, now: datetime | None, ctx: Context, segments: Sequence[Segment]) -> RuleResult:
     """NOT_DELIVERED stages that have happened by `now`, and when to look again."""
     found = (occurrence(order, segment, ctx.rules) for segment in courier_segments(order, segments))
     return collect(order.order_id, [o for o in found if o is not None], now, order.emitted)

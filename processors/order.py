@@ -9,21 +9,30 @@ only once `now` has reached them; stages brought about by an event happen when i
 State lifetime: as soon as no rule can fire any more (delivered, every occurrence over, no
 timer pending) the order is *closed*: its facts, scans and history are dropped and only a small
 marker is kept, so that a late or repeated event cannot start the order again. Every order (and
-marker) is deleted `order_retention_days` (30) after its last activity. While the scan history of an upload is on its way from the
-waybill side (`joins_pending`), no timed stage fires, so a scan that is already known to the
-waybill side can never be missed by a deadline.
+marker) is deleted `order_retention_days` (30) after its last activity. While the scan history
+of an upload is on its way from the waybill side (`joins_pending`), no timed stage fires, so a
+scan that is already known to the waybill side can never be missed by a deadline.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from collections.abc import Callable, Sequence
-from typing import Any, Optional, Union
+from typing import Any
 
-from processors import cancellation
-from processors import (address_mismatch, express_stop_remark, no_pickup, not_delivered, pickup_before_payment,
-                        ship_overdue, stalls, waybill_invalid, waybill_reused)
+from processors import (
+    address_mismatch,
+    cancellation,
+    express_stop_remark,
+    no_pickup,
+    not_delivered,
+    pickup_before_payment,
+    ship_overdue,
+    stalls,
+    waybill_invalid,
+    waybill_reused,
+)
 from processors.carriers import is_valid_waybill
 from processors.config import RulesConfig
 from processors.facts import Segment, order_segments
@@ -33,13 +42,13 @@ from processors.pii import mask_name, mask_phone, recipient_hash
 from processors.remarks import asks_no_courier
 from schemas.events import CancellationRequested, OrderPaid, WaybillUploaded
 from schemas.internal import RegisterUpload, ScansForOrder
-from schemas.shop import ShopFact
 from schemas.outputs import CancellationOutcome, Refund, ViolationWarning
+from schemas.shop import ShopFact
 from schemas.state import Emitted, OrderFacts, OrderState, PendingRequest, UploadFact
 
-OrderEvent = Union[OrderPaid, WaybillUploaded, CancellationRequested, ScansForOrder]
-Output = Union[ViolationWarning, RegisterUpload, CancellationOutcome, ShopFact]
-Rule = Callable[[OrderState, Optional[datetime], "Context", Sequence[Segment]], RuleResult]
+OrderEvent = OrderPaid | WaybillUploaded | CancellationRequested | ScansForOrder
+Output = ViolationWarning | RegisterUpload | CancellationOutcome | ShopFact
+Rule = Callable[[OrderState, datetime | None, "Context", Sequence[Segment]], RuleResult]
 
 # Every rule of the order side, in the order their stages are listed when they tie.
 RULES: tuple[Rule, ...] = (
@@ -72,17 +81,17 @@ class Context:
 class Step:
     """The result of one step: new state (None = delete), outputs, next wake-up."""
 
-    state: Optional[OrderState]
+    state: OrderState | None
     outputs: list[Output] = field(default_factory=list)
-    next_deadline: Optional[datetime] = None
+    next_deadline: datetime | None = None
 
 
-def event_id(event: OrderEvent) -> Optional[str]:
+def event_id(event: OrderEvent) -> str | None:
     """The dedup id of an event (scan batches are deduplicated per scan instead)."""
     return None if isinstance(event, ScansForOrder) else event.event_id
 
 
-def event_time(event: OrderEvent) -> Optional[datetime]:
+def event_time(event: OrderEvent) -> datetime | None:
     """The event time an order-side event carries (None for scan batches: each scan has its own)."""
     if isinstance(event, OrderPaid):
         return event.paid_at
@@ -153,18 +162,18 @@ def _record(state: OrderState, event: OrderEvent, ctx: Context) -> OrderState:
     return state
 
 
-def _latest(*times: Optional[datetime]) -> Optional[datetime]:
+def _latest(*times: datetime | None) -> datetime | None:
     present = [t for t in times if t is not None]
     return max(present) if present else None
 
 
-def _evaluate(state: OrderState, now: Optional[datetime], ctx: Context) -> Step:
+def _evaluate(state: OrderState, now: datetime | None, ctx: Context) -> Step:
     """Run every rule and the cancellation review, emit what is new, compute the next wake-up."""
     horizon = None if state.joins_pending else now
     # every rule, the review and the closing check read the same uploads and scans: split them once
     segments = order_segments(state, ctx.rules)
     stages: list[StageOut] = []
-    wake: Optional[datetime] = None
+    wake: datetime | None = None
     if state.cancelled_at is None:
         for rule in RULES:
             result = rule(state, horizon, ctx, segments)
@@ -183,13 +192,15 @@ def _evaluate(state: OrderState, now: Optional[datetime], ctx: Context) -> Step:
         state = state.model_copy(update={"emitted": state.emitted + tuple(_emitted(s) for s in fresh)})
     # stages before the decision, the decision, then what the cancellation resolved
     by_cancel = [w for w in warnings if w.evidence.get("resolution") == "ORDER_CANCELLED"]
-    outputs: list[Output] = [w for w in warnings if w not in by_cancel] + outcomes + by_cancel
+    outputs: list[Output] = [*(w for w in warnings if w not in by_cancel), *outcomes, *by_cancel]
     outputs += [ShopFact(kind="SHIP_OVERDUE_VIOLATION", fact_id=f"overdue:{w.warning_id}", shop_id=w.shop_id,
                          platform=w.platform, order_id=w.order_id, at=w.occurred_at)
                 for w in warnings if w.rule == "SHIP_OVERDUE" and w.stage == "VIOLATION"]
-    outputs += [ShopFact(kind="MERCHANT_FAULT_CANCEL", fact_id=f"cancel:{o.request_event_id}", shop_id=o.shop_id,
-                         platform=state.facts.platform, order_id=o.order_id, at=state.cancelled_at)
-                for o in outcomes if isinstance(o, CancellationOutcome) and o.merchant_fault and state.facts]
+    facts, cancelled_at = state.facts, state.cancelled_at
+    if facts is not None and cancelled_at is not None:  # only an approval is a merchant-fault cancellation
+        outputs += [ShopFact(kind="MERCHANT_FAULT_CANCEL", fact_id=f"cancel:{o.request_event_id}", shop_id=o.shop_id,
+                             platform=facts.platform, order_id=o.order_id, at=cancelled_at)
+                    for o in outcomes if isinstance(o, CancellationOutcome) and o.merchant_fault]
     expiry = state.last_activity + ctx.rules.order_retention if state.last_activity else None
     if wake is None and _settled(state, segments):
         # close only once every event within the lateness of the last one has been read
@@ -202,19 +213,20 @@ def _evaluate(state: OrderState, now: Optional[datetime], ctx: Context) -> Step:
 
 
 def _emitted(stage: StageOut) -> Emitted:
+    # StageOut holds rule and stage as plain strings; pydantic checks them against the Literals here
     return Emitted(warning_id=stage.warning_id, rule=stage.rule, stage=stage.stage,  # type: ignore[arg-type]
                    occurred_at=stage.occurred_at, waybill_no=stage.waybill_no)
 
 
-def _judge(state: OrderState, segments: Sequence[Segment], fresh: list[StageOut], horizon: Optional[datetime],
-           ctx: Context) -> tuple[OrderState, list[Output], Optional[datetime]]:
+def _judge(state: OrderState, segments: Sequence[Segment], fresh: list[StageOut], horizon: datetime | None,
+           ctx: Context) -> tuple[OrderState, list[Output], datetime | None]:
     """Decide the requests that are due: at requested_at, or +lateness when the order is unknown."""
     if not state.requests:
         return state, [], None
     lateness = ctx.rules.allowed_lateness
     outcomes: list[Output] = []
     pending: list[PendingRequest] = []
-    wake: Optional[datetime] = None
+    wake: datetime | None = None
     for request in sorted(state.requests, key=lambda r: (r.requested_at, r.event_id)):
         due = request.requested_at + lateness if request.waiting else request.requested_at
         on_read = ctx.decide_on_read and not request.waiting
@@ -256,6 +268,8 @@ def _outcome(state: OrderState, segments: Sequence[Segment], request: PendingReq
              decided_at: datetime) -> CancellationOutcome:
     refund = Refund(amount=verdict.refund[0], currency=verdict.refund[1]) if verdict.refund else None
     status = "CANCELLED" if verdict.approved else _order_status(state, segments, request.requested_at)
+    # the pending request and the verdict hold reason and code as plain strings (the request's reason was
+    # validated on the way in, the codes are cancellation.review's); pydantic checks both against the Literals
     return CancellationOutcome(
         request_event_id=request.event_id, order_id=state.order_id, shop_id=request.shop_id,
         decision="APPROVED" if verdict.approved else "REJECTED", reason=request.reason,  # type: ignore[arg-type]
@@ -291,6 +305,7 @@ def _warning(state: OrderState, stage: StageOut) -> ViolationWarning:
     evidence = to_wire(stage.evidence)
     evidence.setdefault("recipient", {"name": facts.masked_name, "phone": facts.masked_phone,
                                       "province": facts.province, "city": facts.city})
+    # StageOut holds rule and stage, SEVERITY the severity as plain strings; pydantic checks them here
     return ViolationWarning(
         warning_id=stage.warning_id, order_id=state.order_id, shop_id=facts.shop_id,
         platform=facts.platform, rule=stage.rule, stage=stage.stage,  # type: ignore[arg-type]
@@ -299,8 +314,8 @@ def _warning(state: OrderState, stage: StageOut) -> ViolationWarning:
         waybill_no=stage.waybill_no, evidence=evidence, message=stage.message)
 
 
-def apply(state: Optional[OrderState], order_id: str, event: OrderEvent,
-          now: Optional[datetime], ctx: Context) -> Step:
+def apply(state: OrderState | None, order_id: str, event: OrderEvent,
+          now: datetime | None, ctx: Context) -> Step:
     """Apply one order-side event; a duplicate event_id changes nothing and emits nothing."""
     state = state or OrderState(order_id=order_id)
     if state.closed and not isinstance(event, CancellationRequested):
@@ -335,6 +350,6 @@ def on_time(state: OrderState, now: datetime, ctx: Context) -> Step:
     return step
 
 
-def next_deadline(state: OrderState, ctx: Context) -> Optional[datetime]:
+def next_deadline(state: OrderState, ctx: Context) -> datetime | None:
     """When `on_time` must next run for a stored order (used to rebuild timers after recovery)."""
     return _evaluate(state, None, ctx).next_deadline

@@ -11,9 +11,9 @@ State: none of its own; reads paid_at and the joined scans (processors.order).
 
 from __future__ import annotations
 
-from datetime import datetime
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Optional
+from datetime import datetime
+from typing import TYPE_CHECKING
 
 from processors.facts import Segment, courier_segments
 from processors.lifecycle import Occurrence, RuleResult, collect, local_time
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 RULE = "PICKUP_BEFORE_PAYMENT"
 
 
-def evaluate(order: OrderState, now: Optional[datetime], ctx: Context, segments: Sequence[Segment]) -> RuleResult:
+def evaluate(order: OrderState, now: datetime | None, ctx: Context, segments: Sequence[Segment]) -> RuleResult:
     """PICKUP_BEFORE_PAYMENT violations that have happened by `now`."""
     facts = order.facts
     if facts is None:
@@ -40,6 +40,7 @@ def evaluate(order: OrderState, now: Optional[datetime], ctx: Context, segments:
             violation_only=True, warning_on_event=ctx.decide_on_read, waybill_no=segment.number,
             evidence={"first_scan": {"event_id": first.event_id, "status": first.status, "scan_at": first.scan_at},
                       "paid_at": facts.paid_at, "uploaded_at": segment.start},
-            messages={"VIOLATION": f"订单{order.order_id}的运单{segment.number}在{local_time(first.scan_at)}已有揽收记录，"
+            messages={"VIOLATION": f"订单{order.order_id}的运单{segment.number}"
+                                   f"在{local_time(first.scan_at)}已有揽收记录，"
                                    f"早于买家付款时间{local_time(facts.paid_at)}，已判定为揽收早于支付。"}))
     return collect(order.order_id, occurrences, now, order.emitted)

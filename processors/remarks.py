@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from typing import Optional
 
 # Phrasings that ask the merchant not to send the parcel by courier.
 ASKS_NO_COURIER = tuple(re.compile(p) for p in (
@@ -37,7 +36,7 @@ def normalise(remark: str) -> str:
     return "".join(ch for ch in text if unicodedata.category(ch)[0] not in "PZSC")
 
 
-def asks_no_courier(remark: Optional[str]) -> bool:
+def asks_no_courier(remark: str | None) -> bool:
     """True when the buyer's remark asks not to ship by courier."""
     if not remark:
         return False

@@ -14,9 +14,9 @@ deletes them) and the emitted stages. One occurrence per order.
 
 from __future__ import annotations
 
-from datetime import datetime
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Optional
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from processors.facts import Segment, upload_evidence
 from processors.lifecycle import Occurrence, RuleResult, collect, local_time
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 RULE = "SHIP_OVERDUE"
 
 
-def dispatch(order: OrderState, evidence: str) -> Optional[tuple[datetime, dict[str, Any]]]:
+def dispatch(order: OrderState, evidence: str) -> tuple[datetime, dict[str, Any]] | None:
     """The order's earliest dispatch: (effective event time, the events that prove it)."""
     candidates: list[tuple[datetime, dict[str, Any]]] = []
     first_upload: dict[str, datetime] = {}
@@ -50,7 +50,7 @@ def dispatch(order: OrderState, evidence: str) -> Optional[tuple[datetime, dict[
     return min(candidates, key=lambda c: c[0]) if candidates else None
 
 
-def evaluate(order: OrderState, now: Optional[datetime], ctx: Context, segments: Sequence[Segment]) -> RuleResult:
+def evaluate(order: OrderState, now: datetime | None, ctx: Context, segments: Sequence[Segment]) -> RuleResult:
     """SHIP_OVERDUE stages that have happened by `now`, and when to look again."""
     facts = order.facts
     if facts is None:
@@ -70,7 +70,9 @@ def evaluate(order: OrderState, now: Optional[datetime], ctx: Context, segments:
     occurrence = Occurrence(
         RULE, "", warn_at=ship_by - platform.ship_warning_lead, deadline=ship_by, rectified_at=dispatched,
         evidence=evidence, outcome_keys=("dispatch",), messages={
-            "WARNING": f"订单{order.order_id}须在{deadline}前发货，目前仍未发货，请尽快上传有效运单号，否则将判定为发货超时。",
-            "RESOLVED": f"订单{order.order_id}已于{local_time(dispatched) if dispatched else deadline}发货，发货超时预警解除。",
+            "WARNING": f"订单{order.order_id}须在{deadline}前发货，目前仍未发货，"
+                       "请尽快上传有效运单号，否则将判定为发货超时。",
+            "RESOLVED": f"订单{order.order_id}已于{local_time(dispatched) if dispatched else deadline}发货，"
+                        "发货超时预警解除。",
             "VIOLATION": f"订单{order.order_id}超过承诺发货时间{deadline}仍未发货，已构成发货超时。"})
     return collect(order.order_id, [occurrence], now, order.emitted)

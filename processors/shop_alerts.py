@@ -51,14 +51,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from fractions import Fraction
-from typing import Optional
+from typing import Literal
 
 from processors.config import PlatformRules, RulesConfig
-from schemas.outputs import ShopAlert
+from schemas.outputs import ShopAlert, ShopMetric
 from schemas.shop import Counted, LastAlert, ShopFact, ShopState
 from schemas.types import format_time
 
-METRICS = ("SELLER_FAULT_CANCEL_RATE", "LATE_DISPATCH_RATE")
+METRICS: tuple[ShopMetric, ...] = ("SELLER_FAULT_CANCEL_RATE", "LATE_DISPATCH_RATE")
 _FOUR_PLACES = Decimal("0.0001")
 
 
@@ -66,9 +66,9 @@ _FOUR_PLACES = Decimal("0.0001")
 class ShopStep:
     """The result of one step: new state (None = delete), alerts, next wake-up."""
 
-    state: Optional[ShopState]
+    state: ShopState | None
     alerts: list[ShopAlert] = field(default_factory=list)
-    next_deadline: Optional[datetime] = None
+    next_deadline: datetime | None = None
 
 
 def alert_id(shop_id: str, metric: str, started_at: datetime) -> str:
@@ -124,19 +124,23 @@ def _evaluate(state: ShopState, t: datetime, rules: RulesConfig) -> tuple[ShopSt
         above = rate > Fraction(threshold)
         if above == open_warning:
             continue
-        stage = "WARNING" if above else "RESOLVED"
-        aid = alert_id(state.shop_id, metric, t) if above else last.alert_id  # type: ignore[union-attr]
+        stage: Literal["WARNING", "RESOLVED"] = "WARNING" if above else "RESOLVED"
+        if above:
+            aid = alert_id(state.shop_id, metric, t)
+        else:
+            assert last is not None  # not above and it differs from open_warning: a WARNING is open
+            aid = last.alert_id
         alerts.append(ShopAlert(
-            alert_id=aid, shop_id=state.shop_id, platform=state.platform, metric=metric,  # type: ignore[arg-type]
-            stage=stage, value=rate_value(rate, stage), threshold=threshold,  # type: ignore[arg-type]
+            alert_id=aid, shop_id=state.shop_id, platform=state.platform, metric=metric,
+            stage=stage, value=rate_value(rate, stage), threshold=threshold,
             orders_in_window=orders, window_start=t - p.shop_window, window_end=t))
         kept = tuple(a for a in state.alerts if a.metric != metric)
         state = state.model_copy(update={"alerts": kept + (LastAlert(
-            metric=metric, alert_id=aid, stage=stage, window_end=t),)})  # type: ignore[arg-type]
+            metric=metric, alert_id=aid, stage=stage, window_end=t),)})
     return state, alerts
 
 
-def _points(state: ShopState, after: Optional[datetime], through: datetime) -> list[datetime]:
+def _points(state: ShopState, after: datetime | None, through: datetime) -> list[datetime]:
     """The distinct evaluation points in (after, through], earliest first."""
     points: set[datetime] = set()
     for entries in (state.paid, state.cancelled, state.overdue):  # each sorted by instant
@@ -161,7 +165,7 @@ def _purge(state: ShopState, now: datetime, rules: RulesConfig) -> ShopState:
     return state.model_copy(update=update)
 
 
-def _advance(state: ShopState, now: Optional[datetime], rules: RulesConfig) -> tuple[ShopState, list[ShopAlert]]:
+def _advance(state: ShopState, now: datetime | None, rules: RulesConfig) -> tuple[ShopState, list[ShopAlert]]:
     """The horizon moved to `now`: evaluate the points it reached, in order, then purge."""
     if now is None:
         return state, []
@@ -218,7 +222,7 @@ def _step(state: ShopState, alerts: list[ShopAlert], rules: RulesConfig) -> Shop
     return ShopStep(state, alerts, next_deadline(state, rules))
 
 
-def apply(state: Optional[ShopState], fact: ShopFact, now: Optional[datetime], rules: RulesConfig) -> ShopStep:
+def apply(state: ShopState | None, fact: ShopFact, now: datetime | None, rules: RulesConfig) -> ShopStep:
     """Count one fact of the shop; a repeated fact_id changes nothing and emits nothing."""
     if state is None:
         window = rules.platform(fact.platform).shop_window
@@ -246,7 +250,7 @@ def on_time(state: ShopState, now: datetime, rules: RulesConfig) -> ShopStep:
     return _step(state, alerts, rules)
 
 
-def next_deadline(state: ShopState, rules: RulesConfig) -> Optional[datetime]:
+def next_deadline(state: ShopState, rules: RulesConfig) -> datetime | None:
     """When `on_time` must next run: the next evaluation point or the next deletion."""
     after = state.evaluated_through
     pending = [entries[bisect_right(entries, after, key=_at)].at if after is not None else entries[0].at

@@ -28,11 +28,11 @@ deletes them) and the emitted stages.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Optional
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
-from processors.config import PlatformRules, RulesConfig
+from processors.config import PlatformRules
 from processors.facts import Segment, courier_segments, scan_evidence, threshold_text, upload_evidence
 from processors.geo import remoteness
 from processors.lifecycle import Occurrence, RuleResult, collect, local_time
@@ -49,7 +49,7 @@ STATUS_NAMES = {"PICKED_UP": "揽收", "IN_TRANSIT": "运输中", "OUT_FOR_DELIV
 _IN_TRANSIT = ("IN_TRANSIT", "FAILED_ATTEMPT", "EXCEPTION")
 
 
-def allowed_rest(status: str, destination: str, platform: PlatformRules) -> Optional[tuple[str, str, float]]:
+def allowed_rest(status: str, destination: str, platform: PlatformRules) -> tuple[str, str, float] | None:
     """(rule, threshold key, hours) a parcel may rest after a scan of `status`; None: it may rest forever."""
     if status == "PICKED_UP":
         return AFTER_PICKUP, "stalled_after_pickup_hours", platform.stalled_after_pickup_hours
@@ -62,8 +62,8 @@ def allowed_rest(status: str, destination: str, platform: PlatformRules) -> Opti
     return None
 
 
-def stall(order: OrderState, segment: Segment, scan: ScanFact, following: Optional[ScanFact],
-          destination: str, platform: PlatformRules) -> Optional[Occurrence]:
+def stall(order: OrderState, segment: Segment, scan: ScanFact, following: ScanFact | None,
+          destination: str, platform: PlatformRules) -> Occurrence | None:
     """The stall occurrence that starts at `scan` (None for a status after which no stall exists)."""
     assert order.facts is not None
     rest = allowed_rest(scan.status, destination, platform)
@@ -96,7 +96,7 @@ def stall(order: OrderState, segment: Segment, scan: ScanFact, following: Option
             "VIOLATION": f"订单{oid}的运单{number}{since}至{local_time(deadline)}仍无物流更新，已构成{name}。"})
 
 
-def evaluate(order: OrderState, now: Optional[datetime], ctx: Context, segments: Sequence[Segment]) -> RuleResult:
+def evaluate(order: OrderState, now: datetime | None, ctx: Context, segments: Sequence[Segment]) -> RuleResult:
     """STALLED_AFTER_PICKUP and TRACKING_STALLED stages that have happened by `now`, and when to look again."""
     if order.facts is None:
         return RuleResult()

@@ -12,8 +12,8 @@ bounds do not wait on each other.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable, Iterable
 from datetime import datetime
-from typing import Callable, Hashable, Iterable, Optional
 
 
 class StreamClock:
@@ -40,13 +40,13 @@ class StreamClock:
                 marks[source] = at
 
     def local_time(self, assigned: Iterable[Hashable], caught_up: Callable[[Hashable], bool],
-                   latest_times: Optional[dict[Hashable, datetime]] = None) -> Optional[datetime]:
+                   latest_times: dict[Hashable, datetime] | None = None) -> datetime | None:
         """The contract's stream time over `assigned` partitions (not monotone on its own).
 
         `latest_times` is a snapshot of the per-partition times to use (default: the live ones).
         """
         times = self.latest if latest_times is None else latest_times
-        lagging: list[Optional[datetime]] = []
+        lagging: list[datetime | None] = []
         everything: list[datetime] = []
         for partition in assigned:
             latest = times.get(partition)
@@ -60,9 +60,9 @@ class StreamClock:
             return min(t for t in lagging if t is not None)
         return max(everything) if everything else None
 
-    def remote_bound(self, feed_partitions: Iterable[Hashable]) -> Optional[datetime]:
+    def remote_bound(self, feed_partitions: Iterable[Hashable]) -> datetime | None:
         """The lowest watermark of the other side over all its sources, on the feeds we read."""
-        bound: Optional[datetime] = None
+        bound: datetime | None = None
         for feed in feed_partitions:
             marks = self.remote.get(feed, {})
             if len(marks) < self.source_partitions:
@@ -76,9 +76,9 @@ class SideClock:
     """One side's monotone stream time: its own inputs, bounded by the other side's watermarks."""
 
     def __init__(self) -> None:
-        self.current: Optional[datetime] = None
+        self.current: datetime | None = None
 
-    def advance(self, candidate: Optional[datetime]) -> Optional[datetime]:
+    def advance(self, candidate: datetime | None) -> datetime | None:
         """Move forward to `candidate` (never backwards); returns the current time."""
         if candidate is not None and (self.current is None or candidate > self.current):
             self.current = candidate

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Optional
 
 from processors.config import RulesConfig
 from schemas.events import ParcelScanned
@@ -26,9 +25,9 @@ from schemas.state import OtherUpload, Registration, ScanFact, WaybillState
 class WaybillStep:
     """The result of one waybill-side step: new state (None = delete), outputs, next wake-up."""
 
-    state: Optional[WaybillState]
+    state: WaybillState | None
     outputs: list[ScansForOrder] = field(default_factory=list)
-    next_deadline: Optional[datetime] = None
+    next_deadline: datetime | None = None
 
 
 def scan_fact(scan: ParcelScanned) -> ScanFact:
@@ -51,7 +50,8 @@ def _other(reg: Registration, of: Registration, number: str) -> OtherUpload:
 def _join_reply(state: WaybillState, registration: Registration,
                 rules: RulesConfig) -> ScansForOrder:
     """The answer to a registration: the number's applicable history and its other orders."""
-    others = tuple(_other(o, registration, state.waybill_no) for o in state.orders if o.order_id != registration.order_id)
+    others = tuple(_other(o, registration, state.waybill_no) for o in state.orders
+                   if o.order_id != registration.order_id)
     history = tuple(s for s in state.scans if _applies(s, registration, rules))
     return ScansForOrder(order_id=registration.order_id, waybill_no=state.waybill_no,
                          join_for=registration.upload_event_id, scans=history, others=others)
@@ -67,7 +67,7 @@ def _touch(state: WaybillState, when: datetime) -> WaybillState:
     return state
 
 
-def apply_scan(state: Optional[WaybillState], scan: ParcelScanned, rules: RulesConfig) -> WaybillStep:
+def apply_scan(state: WaybillState | None, scan: ParcelScanned, rules: RulesConfig) -> WaybillStep:
     """Keep a scan and send it to every order that uploaded the number; duplicates do nothing."""
     state = state or WaybillState(waybill_no=scan.waybill_no)
     if any(s.event_id == scan.event_id for s in state.scans):
@@ -83,10 +83,12 @@ def apply_scan(state: Optional[WaybillState], scan: ParcelScanned, rules: RulesC
     return _finish(state, outputs, rules)
 
 
-def apply_registration(state: Optional[WaybillState], reg: RegisterUpload,
+def apply_registration(state: WaybillState | None, reg: RegisterUpload,
                        rules: RulesConfig) -> WaybillStep:
     """Register an order's upload and answer with the number's history and its other orders."""
     state = state or WaybillState(waybill_no=reg.waybill_no)
+    # the internal feed carries the carrier as a plain string (the order side took it from a validated
+    # upload); pydantic checks it against the Carrier Literal here
     registration = Registration(order_id=reg.order_id, upload_event_id=reg.upload_event_id,
                                 carrier=reg.carrier, uploaded_at=reg.uploaded_at,  # type: ignore[arg-type]
                                 recipient_hash=reg.recipient_hash)

@@ -15,9 +15,9 @@ deletes them) and the emitted stages.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Optional
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from processors.carriers import CARRIER_PATTERNS
 from processors.facts import Segment, upload_evidence
@@ -36,7 +36,7 @@ def what_was_uploaded(upload: UploadFact) -> str:
     return "自提" if upload.carrier == "SELF_PICKUP" else f"运单号{upload.waybill_no}"
 
 
-def upload_fix_occurrence(rule: str, order_id: str, upload: UploadFact, fix: Optional[UploadFact],
+def upload_fix_occurrence(rule: str, order_id: str, upload: UploadFact, fix: UploadFact | None,
                           deadline: datetime, evidence: dict[str, Any], *, warning: str, violation: str,
                           fixed: str, name: str) -> Occurrence:
     """An upload that is wrong as uploaded (rules 2 and 3): WARNING at the upload, RESOLVED by the
@@ -55,7 +55,7 @@ def upload_fix_occurrence(rule: str, order_id: str, upload: UploadFact, fix: Opt
                                      "VIOLATION": prefix + violation.format(by=by)})
 
 
-def evaluate(order: OrderState, now: Optional[datetime], ctx: Context, segments: Sequence[Segment]) -> RuleResult:
+def evaluate(order: OrderState, now: datetime | None, ctx: Context, segments: Sequence[Segment]) -> RuleResult:
     """WAYBILL_INVALID stages that have happened by `now`, and when to look again."""
     facts = order.facts
     if facts is None:

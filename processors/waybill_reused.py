@@ -19,9 +19,9 @@ emitted stages.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Optional
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from processors.facts import Segment, is_courier, is_express, upload_evidence
 from processors.lifecycle import RuleResult, collect
@@ -51,7 +51,7 @@ def earlier_uses(order: OrderState, courier: list[Segment], window: timedelta) -
     return flagged
 
 
-def evaluate(order: OrderState, now: Optional[datetime], ctx: Context, segments: Sequence[Segment]) -> RuleResult:
+def evaluate(order: OrderState, now: datetime | None, ctx: Context, segments: Sequence[Segment]) -> RuleResult:
     """WAYBILL_REUSED stages that have happened by `now`, and when to look again."""
     facts = order.facts
     if facts is None or not is_express(order):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 from decimal import Decimal
-from typing import Any, Optional
+from typing import Any
 
 import orjson
 from pydantic import BaseModel, ValidationError
@@ -61,7 +61,7 @@ def describe(error: ValidationError) -> str:
     return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 3] + "..."
 
 
-def decode_input(topic: str, raw: Optional[bytes]) -> WireModel:
+def decode_input(topic: str, raw: bytes | None) -> WireModel:
     """Decode and validate one input record of `topic`; raises BadInput on any defect."""
     if raw is None:
         raise BadInput("(value): the record has no value")
@@ -76,7 +76,7 @@ def decode_input(topic: str, raw: Optional[bytes]) -> WireModel:
         raise BadInput("(value): nested too deeply") from None
 
 
-def raw_text(raw: Optional[bytes]) -> tuple[str, str]:
+def raw_text(raw: bytes | None) -> tuple[str, str]:
     """The original bytes for a dead letter: as text when UTF-8, else base64 (with the encoding)."""
     if raw is None:
         return "", "utf-8"

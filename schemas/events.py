@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
@@ -29,7 +29,7 @@ class Recipient(WireModel):
     phone: ShortText
     province: ShortText
     city: ShortText
-    district: Optional[ShortText] = None
+    district: ShortText | None = None
     address: Text
 
 
@@ -43,14 +43,14 @@ class OrderPaid(WireModel):
     paid_at: Time
     amount: Money
     currency: ShortText = "CNY"
-    ship_by: Optional[Time] = None
+    ship_by: Time | None = None
     presale: StrictBool = False
     delivery_mode: DeliveryMode = "express"
-    buyer_remark: Optional[Text] = None
+    buyer_remark: Text | None = None
     recipient: Recipient
 
     @model_validator(mode="after")
-    def _presale_needs_ship_by(self) -> "OrderPaid":
+    def _presale_needs_ship_by(self) -> OrderPaid:
         if self.presale and self.ship_by is None:
             raise ValueError("ship_by: presale orders must carry ship_by")
         return self
@@ -63,11 +63,11 @@ class WaybillUploaded(WireModel):
     order_id: Id
     shop_id: Id
     carrier: Carrier
-    waybill_no: Optional[WaybillNo] = None
+    waybill_no: WaybillNo | None = None
     uploaded_at: Time
 
     @model_validator(mode="after")
-    def _number_unless_self_pickup(self) -> "WaybillUploaded":
+    def _number_unless_self_pickup(self) -> WaybillUploaded:
         if self.carrier != "SELF_PICKUP" and not self.waybill_no:
             raise ValueError("waybill_no: required unless carrier is SELF_PICKUP")
         return self
@@ -82,8 +82,8 @@ class ParcelScanned(WireModel):
     scan_at: Time
     status: ScanStatus
     city: ShortText
-    province: Optional[ShortText] = None
-    description: Optional[Text] = None
+    province: ShortText | None = None
+    description: Text | None = None
 
 
 class CancellationRequested(WireModel):

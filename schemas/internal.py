@@ -6,8 +6,7 @@ side can hold its timers until every scan read before that time has reached it.
 
 from __future__ import annotations
 
-from typing import Any, Literal, Optional, Union
-
+from typing import Any, Literal
 
 from schemas.state import OtherUpload, ScanFact, StateModel
 from schemas.types import Time
@@ -43,7 +42,7 @@ class ScansForOrder(StateModel):
     kind: Literal["scans"] = "scans"
     order_id: str
     waybill_no: str
-    join_for: Optional[str] = None
+    join_for: str | None = None
     scans: tuple[ScanFact, ...] = ()
     others: tuple[OtherUpload, ...] = ()
 
@@ -57,8 +56,8 @@ class Watermark(StateModel):
     at: Time
 
 
-WaybillFeed = Union[RegisterUpload, Rekeyed, Watermark]
-OrderFeed = Union[ScansForOrder, Rekeyed, Watermark]
+WaybillFeed = RegisterUpload | Rekeyed | Watermark
+OrderFeed = ScansForOrder | Rekeyed | Watermark
 WAYBILL_FEED_KINDS = {"register": RegisterUpload, "rekeyed": Rekeyed, "wm": Watermark}
 ORDER_FEED_KINDS = {"scans": ScansForOrder, "rekeyed": Rekeyed, "wm": Watermark}
 

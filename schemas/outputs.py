@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 from schemas.events import CancelReason, Platform, WireModel
 from schemas.types import Id, Money, ShortText, Text, Time
@@ -31,8 +31,8 @@ class ViolationWarning(WireModel):
     stage: Stage
     severity: Severity
     occurred_at: Time
-    deadline: Optional[Time] = None
-    waybill_no: Optional[ShortText] = None
+    deadline: Time | None = None
+    waybill_no: ShortText | None = None
     evidence: dict[str, Any]
     message: Text
 
@@ -54,7 +54,7 @@ class CancellationOutcome(WireModel):
     reason: CancelReason
     code: DecisionCode
     explanation: Text
-    refund: Optional[Refund] = None
+    refund: Refund | None = None
     order_status: ShortText
     merchant_fault: bool
     decided_at: Time
@@ -87,7 +87,7 @@ class DeadLetter(WireModel):
     raw_encoding: Literal["utf-8", "base64"] = "utf-8"
 
 
-def identity(topic: str, value: Any) -> Optional[str]:
+def identity(topic: str, value: Any) -> str | None:
     """What must appear once on an output topic (a model or its decoded JSON); None elsewhere.
 
     violation-warnings: (warning_id, stage); cancellation-outcomes: the request; shop-alerts:

@@ -8,7 +8,7 @@ for how long and why).
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Literal
 
 from pydantic import model_validator
 
@@ -35,10 +35,10 @@ class ShopFact(StateModel):
     platform: Platform
     order_id: Id
     at: Time
-    ship_by: Optional[Time] = None
+    ship_by: Time | None = None
 
     @model_validator(mode="after")
-    def _order_paid_needs_ship_by(self) -> "ShopFact":
+    def _order_paid_needs_ship_by(self) -> ShopFact:
         if self.kind == "ORDER_PAID" and self.ship_by is None:
             raise ValueError("ship_by: an ORDER_PAID fact must carry the order's ship_by")
         return self
@@ -76,10 +76,10 @@ class ShopState(StateModel):
     cancelled: tuple[Counted, ...] = ()   # approved merchant-fault cancellations, by requested_at
     overdue: tuple[Counted, ...] = ()     # SHIP_OVERDUE violations, by occurred_at (= ship_by)
     alerts: tuple[LastAlert, ...] = ()    # at most one per metric
-    evaluated_through: Optional[Time] = None
-    purged_through: Optional[Time] = None
+    evaluated_through: Time | None = None
+    purged_through: Time | None = None
 
-    def last_alert(self, metric: str) -> Optional[LastAlert]:
+    def last_alert(self, metric: str) -> LastAlert | None:
         """The latest alert of `metric`, if any."""
         return next((a for a in self.alerts if a.metric == metric), None)
 

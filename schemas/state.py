@@ -7,7 +7,7 @@ outputs carry (see processors.pii): the clear name, phone and address never reac
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal, Optional
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -45,7 +45,7 @@ class UploadFact(StateModel):
 
     event_id: str
     carrier: Carrier
-    waybill_no: Optional[str]
+    waybill_no: str | None
     uploaded_at: Time
     valid: bool
 
@@ -59,7 +59,7 @@ class ScanFact(StateModel):
     status: ScanStatus
     scan_at: Time
     city: str
-    province: Optional[str] = None
+    province: str | None = None
 
 
 class OtherUpload(StateModel):
@@ -80,7 +80,7 @@ class Emitted(StateModel):
     rule: str
     stage: Literal["WARNING", "VIOLATION", "RESOLVED"]
     occurred_at: Time
-    waybill_no: Optional[str] = None
+    waybill_no: str | None = None
 
 
 class PendingRequest(StateModel):
@@ -99,7 +99,7 @@ class OrderState(StateModel):
 
     order_id: str
     partition: int = -1  # the changelog partition the shell writes this key to
-    facts: Optional[OrderFacts] = None
+    facts: OrderFacts | None = None
     seen: tuple[str, ...] = ()
     uploads: tuple[UploadFact, ...] = ()
     forwarded: tuple[str, ...] = ()     # upload event_ids registered with the waybill side
@@ -107,13 +107,13 @@ class OrderState(StateModel):
     scans: tuple[ScanFact, ...] = ()
     others: tuple[OtherUpload, ...] = ()
     emitted: tuple[Emitted, ...] = ()
-    last_activity: Optional[Time] = None
+    last_activity: Time | None = None
     closed: bool = False  # no rule can fire any more: only this marker is kept until retention
     requests: tuple[PendingRequest, ...] = ()
-    cancelled_at: Optional[Time] = None
+    cancelled_at: Time | None = None
     # when the order side must next look at this order (kept by the shell, so that a restart
     # schedules the timers of a million orders without running their rules again)
-    wake_at: Optional[Time] = None
+    wake_at: Time | None = None
 
 
 class Registration(StateModel):
@@ -133,9 +133,9 @@ class WaybillState(StateModel):
     partition: int = -1
     scans: tuple[ScanFact, ...] = ()
     orders: tuple[Registration, ...] = ()
-    last_activity: Optional[Time] = None
+    last_activity: Time | None = None
 
-    def expires_at(self, retention) -> Optional[datetime]:
+    def expires_at(self, retention) -> datetime | None:
         """When this number's state may be deleted: retention after its last activity."""
         return self.last_activity + retention if self.last_activity else None
 
@@ -144,10 +144,10 @@ class OutboxItem(StateModel):
     """One message a batch emits because of a state change, kept until the next batch of its side."""
 
     topic: str
-    partition: Optional[int] = None  # explicit for output topics; None = the key's default partition
-    key: Optional[str] = None
+    partition: int | None = None  # explicit for output topics; None = the key's default partition
+    key: str | None = None
     value: str                       # the message's JSON text
-    identity: Optional[str] = None   # set for output topics: what "appears once" means there
+    identity: str | None = None   # set for output topics: what "appears once" means there
 
 
 class Outbox(StateModel):

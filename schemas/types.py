@@ -8,13 +8,11 @@ money is a decimal *string* (never a float), and waybill numbers have one normal
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 
 from pydantic import BeforeValidator, Field, PlainSerializer, StringConstraints, WithJsonSchema
-
-UTC = timezone.utc
 
 _MIN_YEAR, _MAX_YEAR = 2000, 2100
 

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import random
-from typing import Optional
 
-from simulator.geo import PROVINCES, PROVINCE_WEIGHTS, City, Province
+from simulator.geo import PROVINCE_WEIGHTS, PROVINCES, City, Province
 from simulator.model import Recipient
 
 _SURNAMES = (
@@ -68,7 +67,7 @@ def street_address(rng: random.Random) -> str:
             f"{rng.randint(1, 30)}栋{rng.randint(1, 6)}单元{rng.randint(1, 32)}{rng.randint(1, 4):02d}室")
 
 
-def pick_city(rng: random.Random, *, remoteness: Optional[str] = None) -> City:
+def pick_city(rng: random.Random, *, remoteness: str | None = None) -> City:
     """A recipient city, weighted by province; optionally only from remote or very remote ones."""
     if remoteness is None:
         province = rng.choices(PROVINCES, weights=PROVINCE_WEIGHTS)[0]

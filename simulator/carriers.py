@@ -7,7 +7,7 @@ number (upper-cased, spaces stripped, as `schemas.types.normalise_waybill` does 
 from __future__ import annotations
 
 import random
-from typing import Callable, Optional
+from collections.abc import Callable
 
 from processors.carriers import is_valid_waybill as format_ok
 from schemas.types import normalise_waybill
@@ -21,7 +21,7 @@ CARRIER_NAMES = {
 }
 
 
-def is_valid_waybill(carrier: str, waybill_no: Optional[str]) -> bool:
+def is_valid_waybill(carrier: str, waybill_no: str | None) -> bool:
     """A real carrier number (SELF_PICKUP has none) in the declared carrier's format."""
     if carrier == SELF_PICKUP or not waybill_no:
         return False

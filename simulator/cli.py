@@ -10,14 +10,23 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
-from typing import Optional
 
 from schemas.types import parse_time
 from simulator import output
 from simulator.check import Engine, run_check
-from simulator.generator import (DEFAULT_CANCEL_SHARE, DEFAULT_FAULT_SHARE, DEFAULT_START, VARIANTS, Simulation,
-                                 SimulationConfig, SimulationError, generate, spread_faults)
+from simulator.generator import (
+    DEFAULT_CANCEL_SHARE,
+    DEFAULT_FAULT_SHARE,
+    DEFAULT_START,
+    VARIANTS,
+    Simulation,
+    SimulationConfig,
+    SimulationError,
+    generate,
+    spread_faults,
+)
 from simulator.labels import RULES, STAGES
 
 DESCRIPTION = """\
@@ -72,7 +81,7 @@ def _share(text: str) -> float:
     return value
 
 
-def _time(text: str):  # type: ignore[no-untyped-def]
+def _time(text: str) -> datetime:
     try:
         return parse_time(text)
     except ValueError as exc:
@@ -137,7 +146,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "e.g. --problem-shop-share 0.08 (default 0: no problem shops)")
     parser.add_argument("--check", action="store_true",
                         help="then replay the stream through the worker's logic in process and print precision "
-                             "and recall per rule and stage against the labels (exit 1 on any difference), e.g. --orders 10000 --days 7 --seed 1 --check")
+                             "and recall per rule and stage against the labels (exit 1 on any difference), "
+                             "e.g. --orders 10000 --days 7 --seed 1 --check")
     parser.add_argument("--duplicate-share", type=_share, default=0.0, metavar="F",
                         help="share of messages delivered twice (same event_id, as at-least-once delivery "
                              "does); labels do not change, e.g. --duplicate-share 0.01 (default 0)")
@@ -208,7 +218,7 @@ def summary(sim: Simulation) -> list[str]:
     return lines
 
 
-def run(args: argparse.Namespace, new_engine: Optional[Callable[[], Engine]] = None) -> int:
+def run(args: argparse.Namespace, new_engine: Callable[[], Engine] | None = None) -> int:
     """Generate, write both files, print a summary; 0 on success, 2 when the request cannot be met.
 
     With --check, then replay the stream through a fresh engine from `new_engine` (the worker's
@@ -246,7 +256,7 @@ def run(args: argparse.Namespace, new_engine: Optional[Callable[[], Engine]] = N
     return 0
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     """`python -m simulator`: the same options as `shipguard simulate` (--check only works there)."""
     parser = argparse.ArgumentParser(prog="python -m simulator")
     add_arguments(parser)

@@ -18,16 +18,17 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from typing import Callable, Optional
+from datetime import UTC, datetime, timedelta, timezone
+from functools import partial
+from itertools import pairwise
 
 from schemas.types import normalise_waybill
 from simulator import buyers, geo, routes
 from simulator.carriers import SELF_PICKUP, make_invalid_waybill, make_waybill, with_typing_noise
 from simulator.geo import City
-from simulator.labels import (DEFAULT_THRESHOLDS, MIN_MARGIN, RULES, Ambiguous, Thresholds, Verdict, World,
-                              evaluate)
+from simulator.labels import DEFAULT_THRESHOLDS, MIN_MARGIN, RULES, Ambiguous, Thresholds, Verdict, World, evaluate
 from simulator.model import DAY, HOUR, MINUTE, Cancellation, Order, Scan, Upload
 
 DEFAULT_START = datetime(2026, 3, 2, tzinfo=timezone(timedelta(hours=8)))
@@ -162,7 +163,7 @@ class Shop:
     carrier_weights: tuple[float, ...]
     size: float
     upload_median_hours: float
-    promise: Optional[int]          # explicit ship_by = paid_at + promise, or None: the default window
+    promise: int | None          # explicit ship_by = paid_at + promise, or None: the default window
     presale_share: float
     self_pickup_share: float
 
@@ -204,6 +205,7 @@ class _Generator:
         self.cfg = config
         self.th = config.thresholds
         self.rng = random.Random(config.seed)
+        # start is timezone-aware: the CLI refuses a time without an offset, as does every test's config
         self.offset = int(config.start.utcoffset().total_seconds())  # type: ignore[union-attr]
         self.start = int(config.start.timestamp())
         self.end = self.start + config.days * DAY
@@ -224,6 +226,7 @@ class _Generator:
         orders = []
         for i in range(cfg.orders):
             shop = rng.choices(shops, weights=[s.size for s in shops])[0]
+            # the buyer is drawn with the order's fault, below; nothing reads the recipient before that
             order = Order(index=i, order_id="", shop_id=shop.shop_id, platform=shop.platform,
                           paid_at=self._payment_time(), amount=self._amount(), recipient=None)  # type: ignore[arg-type]
             self.shop_of[i] = shop
@@ -236,12 +239,12 @@ class _Generator:
                 continue
             if order.index in leads:
                 partner = leads[order.index]
-                self._attempt([order, partner], lambda o=order, p=partner: self._merged(o, p))
+                self._attempt([order, partner], partial(self._merged, order, partner))
             else:
                 self._attempt([order], self._builder(order))
         for order in orders:
             if order.fault == "WAYBILL_REUSED":
-                self._attempt([order], lambda o=order: self._reused(o))
+                self._attempt([order], partial(self._reused, order))
         return self._finish(shops, orders)
 
     def _builder(self, order: Order) -> Callable[[], list[Scan]]:
@@ -316,11 +319,11 @@ class _Generator:
                 self.world.add_order(order)
             try:
                 verdicts = [evaluate(order, self.world, self.th) for order in unit]
-                ok = all(self._as_intended(o, v) for o, v in zip(unit, verdicts))
+                ok = all(self._as_intended(o, v) for o, v in zip(unit, verdicts, strict=True))
             except Ambiguous:
                 ok = False
             if ok:
-                for order, verdict in zip(unit, verdicts):
+                for order, verdict in zip(unit, verdicts, strict=True):
                     self.verdicts[order.index] = verdict
                     self._maybe_donor(order)
                 return
@@ -378,7 +381,7 @@ class _Generator:
         ranks = list(range(1, k + 1))
         rng.shuffle(ranks)
         shops, ids = [], []
-        for i, (platform, rank) in enumerate(zip(platforms, ranks)):
+        for i, (platform, rank) in enumerate(zip(platforms, ranks, strict=True)):
             shop_id = _ID_PREFIX[platform] + str(rng.randrange(10 ** 7, 10 ** 8))
             while shop_id in ids:
                 shop_id = _ID_PREFIX[platform] + str(rng.randrange(10 ** 7, 10 ** 8))
@@ -410,7 +413,7 @@ class _Generator:
         value = min(max(math.exp(self.rng.gauss(math.log(79.0), 0.8)), 3.0), 4999.0)
         return f"{int(value)}.{self.rng.choice((0, 0, 0, 90, 99, 80, 50)):02d}"
 
-    def _buyer(self, order: Order, where: Optional[City] = None, *, remoteness: Optional[str] = None,
+    def _buyer(self, order: Order, where: City | None = None, *, remoteness: str | None = None,
                remark: bool = True) -> None:
         """Give the order a recipient (in `where`, or drawn) and maybe a harmless remark."""
         city = where or buyers.pick_city(self.rng, remoteness=remoteness)
@@ -489,26 +492,26 @@ class _Generator:
         self.numbers.add(normalise_waybill(number))
         return number
 
-    def _upload(self, order: Order, carrier: str, number: Optional[str], t: int, *, noisy: bool = True) -> None:
+    def _upload(self, order: Order, carrier: str, number: str | None, t: int, *, noisy: bool = True) -> None:
         typed = number
         if number and noisy and self.rng.random() < NOISY_NUMBER_SHARE:
             typed = with_typing_noise(number, self.rng)
         order.uploads.append(Upload("", t, carrier, typed))
 
-    def _plan(self, order: Order, carrier: str, destination: Optional[City] = None,
+    def _plan(self, order: Order, carrier: str, destination: City | None = None,
               **options: bool) -> list[routes.Leg]:
         origin = self.shop_of[order.index].origin
         return routes.plan(self.rng, carrier, origin, destination or self.home[order.index], **options)
 
     def _journey(self, order: Order, carrier: str, number: str, pickup: int, legs: list[routes.Leg],
-                 budget: Optional[int] = None) -> list[Scan]:
+                 budget: int | None = None) -> list[Scan]:
         times = routes.schedule(self.rng, legs, pickup, th=self.th, utc_offset=self.offset, budget=budget,
                                 destination=geo.remoteness(order.recipient.province))
         return routes.scans(self.rng, legs, times, carrier, number)
 
     def _ship(self, order: Order, upload: int, pickup: int, *, early_scan: bool = True,
-              legs: Optional[Callable[[list[routes.Leg]], list[routes.Leg]]] = None,
-              destination: Optional[City] = None, **options: bool) -> list[Scan]:
+              legs: Callable[[list[routes.Leg]], list[routes.Leg]] | None = None,
+              destination: City | None = None, **options: bool) -> list[Scan]:
         """Upload a fresh number at `upload` and send the parcel from `pickup`."""
         carrier = self._carrier(order)
         number = self._number(carrier)
@@ -554,7 +557,7 @@ class _Generator:
     # ---------------------------------------------------------------- cancellations (clean orders only)
     def _between(self, times: list[int], after: int) -> int:
         """A moment at least an hour from every time in `times`, later than `after`."""
-        gaps = [(a, b) for a, b in zip(times, times[1:]) if b - a >= 150 * MINUTE and a >= after]
+        gaps = [(a, b) for a, b in pairwise(times) if b - a >= 150 * MINUTE and a >= after]
         if not gaps:
             raise _Redraw()
         a, b = self.rng.choice(gaps)
@@ -601,7 +604,8 @@ class _Generator:
         elif variant == "logistics_without_evidence":
             request(self._between(times, joined), "LOGISTICS_EXCEPTION", "物流太慢")
         elif variant == "other_without_detail":
-            request(self._between([order.paid_at] + times, order.paid_at), "OTHER", rng.choice(("", " ", "无", "不要了")))
+            request(self._between([order.paid_at] + times, order.paid_at), "OTHER",
+                    rng.choice(("", " ", "无", "不要了")))
         elif variant == "quality_issue_after_delivery":
             request(scans[-1].t + self._hours(2, 48), "QUALITY_ISSUE", "买家反馈商品破损")
         return scans
@@ -761,14 +765,16 @@ class _Generator:
         """Remember a clean, delivered single-number parcel that a WAYBILL_REUSED order may copy."""
         if order.fault or order.cancel_variant or len(order.uploads) != 1 or order.delivery_mode != "express":
             return
-        upload = order.uploads[0]
-        scans = self.world.scans.get(upload.number or "", [])
-        shared = len(self.world.uploads[(upload.carrier, upload.number)]) > 1     # 合并发货
+        upload, number = order.uploads[0], order.uploads[0].number
+        if number is None:  # a SELF_PICKUP upload: no number to copy
+            return
+        scans = self.world.scans.get(number, [])
+        shared = len(self.world.uploads[(upload.carrier, number)]) > 1     # 合并发货
         if not scans or scans[-1].status != "DELIVERED" or shared:
             return
-        self.donors.append(_Donor(order, upload.carrier, upload.number or "", upload.t, scans[0].t, scans[-1].t))
+        self.donors.append(_Donor(order, upload.carrier, number, upload.t, scans[0].t, scans[-1].t))
 
-    def _donor(self, fits: Callable[[_Donor], bool]) -> Optional[_Donor]:
+    def _donor(self, fits: Callable[[_Donor], bool]) -> _Donor | None:
         """A random unused donor that `fits`, or None."""
         candidates = [d for d in self.donors if not d.used and fits(d)]
         return self.rng.choice(candidates) if candidates else None
@@ -780,8 +786,14 @@ class _Generator:
     def _reused(self, order: Order) -> list[Scan]:
         """Upload a number another buyer's parcel already carries (WAYBILL_REUSED)."""
         rng = self.rng
-        fresh = lambda d: self._fresh_window(d)[1] - self._fresh_window(d)[0] >= HOUR  # noqa: E731
-        stale = lambda d: d.delivered + DAY < self.end - HOUR  # noqa: E731
+
+        def fresh(d: _Donor) -> bool:
+            first, last = self._fresh_window(d)
+            return last - first >= HOUR
+
+        def stale(d: _Donor) -> bool:
+            return d.delivered + DAY < self.end - HOUR
+
         donor = self._donor(stale if order.variant == "stale_kept" else fresh)
         if donor is None and order.variant == "stale_kept":
             order.variant = "fresh_kept"            # too few days for a number to go stale
@@ -790,12 +802,12 @@ class _Generator:
             raise SimulationError("WAYBILL_REUSED needs clean delivered orders to copy numbers from: "
                                   "ask for more orders or days, or fewer faults")
         donor.used = True                           # each number is copied once
-        stale = order.variant == "stale_kept"
+        kept_stale = order.variant == "stale_kept"
         shop = self.shop_of[donor.order.index]
         order.shop_id, order.platform = shop.shop_id, shop.platform
         self.shop_of[order.index] = shop
         donor_home = self.home[donor.order.index]
-        if stale:
+        if kept_stale:
             order.paid_at = rng.randint(donor.delivered + DAY, min(donor.delivered + 10 * DAY, self.end - HOUR))
             elsewhere = [c for p in geo.PROVINCES for c in p.cities if c is not donor_home]
             self._buyer(order, rng.choice(elsewhere))
@@ -821,7 +833,7 @@ class _Generator:
         """Order numbers shaped like each platform's: all digits, unique by their sequence part."""
         rng = self.rng
         if order.platform == "douyin":
-            day = datetime.fromtimestamp(order.paid_at + self.offset, timezone.utc).strftime("%y%m%d")
+            day = datetime.fromtimestamp(order.paid_at + self.offset, UTC).strftime("%y%m%d")
             return f"69{day}{seq:07d}{rng.randrange(10 ** 4):04d}"
         if order.platform == "taobao":
             return f"2{seq:07d}{rng.randrange(10 ** 11):011d}"

@@ -38,7 +38,8 @@ class City:
     lat: float
     lon: float
     districts: tuple[str, ...]
-    province: "Province" = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
+    # a City and its Province refer to each other: _build sets this right after the Province exists
+    province: Province = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
 
     @property
     def short(self) -> str:

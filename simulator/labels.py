@@ -13,9 +13,10 @@ Thresholds are the contract's defaults (`Thresholds`); labels hold for a worker 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Iterable, Optional, get_args
+from datetime import UTC, datetime
+from typing import Any, get_args
 
 from schemas.events import INPUT_MODELS, CancellationRequested, OrderPaid, ParcelScanned, WaybillUploaded
 from schemas.outputs import Rule
@@ -60,7 +61,7 @@ class Thresholds:
     scan_window: int = 30 * DAY
     detail_min_chars: int = 4
 
-    def stall(self, status: str, destination: str) -> Optional[int]:
+    def stall(self, status: str, destination: str) -> int | None:
         """How long a parcel may rest after a scan of `status` before it counts as stalled."""
         if status == "PICKED_UP":
             return self.stalled_after_pickup
@@ -104,7 +105,7 @@ class Verdict:
 
     stages: list[Stage]
     decisions: list[Decision]
-    margin: Optional[int]   # seconds between a deciding event and its threshold; None: no such call
+    margin: int | None   # seconds between a deciding event and its threshold; None: no such call
 
 
 class World:
@@ -154,7 +155,7 @@ class _Margin:
     __slots__ = ("value",)
 
     def __init__(self) -> None:
-        self.value: Optional[int] = None
+        self.value: int | None = None
 
     def near(self, when: int, threshold: int) -> None:
         if when >= _NEVER or threshold >= _NEVER:
@@ -178,7 +179,7 @@ class _Run:
         self.stages.append(Stage(rule, stage, at, occurrence))
 
     def deadline_rule(self, rule: str, occurrence: tuple[Any, ...], warn_at: int, deadline: int,
-                      rectified_at: Optional[int], active_until: int = _NEVER) -> None:
+                      rectified_at: int | None, active_until: int = _NEVER) -> None:
         """WARNING, then RESOLVED by a rectifying event strictly before the deadline, else VIOLATION."""
         self.add(rule, "WARNING", warn_at, occurrence)
         if rectified_at is not None:
@@ -198,7 +199,7 @@ def _segments(order: Order) -> list[tuple[Upload, int, int]]:
     return [(u, u.t, uploads[i + 1].t if i + 1 < len(uploads) else _NEVER) for i, u in enumerate(uploads)]
 
 
-def _scans_for(run: _Run, number: Optional[str], start: int, end: int) -> list[Scan]:
+def _scans_for(run: _Run, number: str | None, start: int, end: int) -> list[Scan]:
     """The scans of `number` that apply to the order while the number is its current one."""
     if not number:
         return []
@@ -328,7 +329,7 @@ def _pickup_before_payment(run: _Run, i: int, start: int, scans: list[Scan]) -> 
                 ("PICKUP_BEFORE_PAYMENT", i))
 
 
-def _not_delivered(run: _Run, i: int, start: int, end: int, scans: list[Scan]) -> Optional[tuple[int, Optional[int]]]:
+def _not_delivered(run: _Run, i: int, start: int, end: int, scans: list[Scan]) -> tuple[int, int | None] | None:
     if not scans:
         return None
     warn_at = scans[0].t + run.th.not_delivered
@@ -359,7 +360,7 @@ def _stop_remark(run: _Run) -> None:
         run.add("EXPRESS_STOP_REMARK", "RESOLVED", first, occurrence)
 
 
-def _review(run: _Run, segments: list[tuple[Upload, int, int]]) -> tuple[list[Decision], Optional[int]]:
+def _review(run: _Run, segments: list[tuple[Upload, int, int]]) -> tuple[list[Decision], int | None]:
     """The contract's cancellation review, first match decides; returns the decisions and when approved."""
     order, th = run.order, run.th
     known = [(max(s.t, start), s.status) for upload, start, end in segments
@@ -493,4 +494,4 @@ def world_from_messages(messages: Iterable[dict[str, Any]]) -> World:
 
 def utc(t: int) -> str:
     """An instant as the contract's outputs write it: UTC with a trailing Z."""
-    return format_time(datetime.fromtimestamp(t, timezone.utc))
+    return format_time(datetime.fromtimestamp(t, UTC))

@@ -9,7 +9,6 @@ exposes the normalised identity as `number`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
 
 from schemas.types import normalise_waybill
 
@@ -26,7 +25,7 @@ class Recipient:
     phone: str
     province: str
     city: str
-    district: Optional[str]
+    district: str | None
     address: str
 
     @property
@@ -42,10 +41,10 @@ class Upload:
     event_id: str
     t: int
     carrier: str
-    waybill_no: Optional[str]
+    waybill_no: str | None
 
     @property
-    def number(self) -> Optional[str]:
+    def number(self) -> str | None:
         """The normalised waybill number: its identity everywhere."""
         return normalise_waybill(self.waybill_no) if self.waybill_no else None
 
@@ -60,8 +59,8 @@ class Scan:
     number: str
     status: str
     city: str
-    province: Optional[str] = None
-    description: Optional[str] = None
+    province: str | None = None
+    description: str | None = None
 
 
 @dataclass(slots=True)
@@ -86,15 +85,15 @@ class Order:
     amount: str
     recipient: Recipient
     currency: str = "CNY"
-    ship_by: Optional[int] = None
+    ship_by: int | None = None
     presale: bool = False
     delivery_mode: str = "express"
-    remark: Optional[str] = None
+    remark: str | None = None
     event_id: str = ""
     uploads: list[Upload] = field(default_factory=list)
     cancellations: list[Cancellation] = field(default_factory=list)
     # what the generator meant to do with it (not on the wire)
-    fault: Optional[str] = None
-    variant: Optional[str] = None
-    cancel_variant: Optional[str] = None
+    fault: str | None = None
+    variant: str | None = None
+    cancel_variant: str | None = None
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Optional
 
 from simulator import geo
 from simulator.carriers import CARRIER_NAMES
@@ -103,7 +102,7 @@ def _cap(th: Thresholds, status: str, destination: str) -> int:
 
 
 def schedule(rng: random.Random, legs: list[Leg], start: int, *, th: Thresholds, destination: str,
-             utc_offset: int, budget: Optional[int] = None) -> list[int]:
+             utc_offset: int, budget: int | None = None) -> list[int]:
     """When each leg's scan happens, the first at `start`; see the module docstring."""
     budget = th.not_delivered - SAFETY if budget is None else budget
     day_start = [_hours(rng, 8, 9.5) for _ in legs]     # drawn once: the schedule is redone when shrinking
@@ -144,7 +143,7 @@ def _daytime(t: int, utc_offset: int, morning: int, latest: int) -> int:
 def scans(rng: random.Random, legs: list[Leg], times: list[int], carrier: str, number: str) -> list[Scan]:
     """The scans of one journey, as the carrier publishes them."""
     out = []
-    for k, (leg, t) in enumerate(zip(legs, times)):
+    for k, (leg, t) in enumerate(zip(legs, times, strict=True)):
         province = leg.city.province.name if rng.random() < 0.4 else None
         out.append(Scan(f"ts-{number}-{k + 1}", t, carrier, number, leg.status, _name(rng, leg.city),
                         province, leg.text))

@@ -43,9 +43,9 @@ the LATE_DISPATCH_RATE denominator, as it counts as paid in the SELLER_FAULT_CAN
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right, insort
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Iterable, Mapping, Optional, Sequence
 
 from simulator.labels import DEFAULT_THRESHOLDS, Ambiguous, Thresholds, Verdict, World, evaluate, utc
 from simulator.model import DAY, MINUTE, Order
@@ -148,7 +148,7 @@ def _decide(n: int, d: int, threshold: Fraction, min_orders: int) -> str:
     return _ABOVE if Fraction(n, d) > threshold else _AT_OR_BELOW
 
 
-def _emits(decision: str, is_open: bool) -> Optional[str]:
+def _emits(decision: str, is_open: bool) -> str | None:
     if decision == _ABOVE:
         return None if is_open else "WARNING"
     if decision == _AT_OR_BELOW:
@@ -157,12 +157,12 @@ def _emits(decision: str, is_open: bool) -> Optional[str]:
 
 
 def _run_metric(shop_id: str, metric: str, triggers: list[int], num: list[int], den: list[int],
-                th: ShopThresholds) -> tuple[list[ShopAlert], Optional[int]]:
+                th: ShopThresholds) -> tuple[list[ShopAlert], int | None]:
     """The alerts, read "too few orders" as "not evaluated"; and when that reading first mattered."""
     threshold = th.threshold(metric)
     alerts: list[ShopAlert] = []
     is_open = False
-    open_question: Optional[int] = None
+    open_question: int | None = None
     for t in triggers:
         decision = _decide(_count(num, t - th.window, t), _count(den, t - th.window, t), threshold, th.min_orders)
         emitted = _emits(decision, is_open)
@@ -195,7 +195,7 @@ _READING_ORDERS = ((0, 1, 2), (2, 1, 0))
 
 
 def _one_at_a_time(facts: ShopFacts, metric: str, th: ShopThresholds, rank: tuple[int, ...],
-                   event_times: Optional[Sequence[int]] = None) -> list[ShopAlert]:
+                   event_times: Sequence[int] | None = None) -> list[ShopAlert]:
     """The alerts of a worker that evaluates each fact as soon as it knows of it, over what it knows.
 
     It reads order-paid and cancellation facts at their own time and learns of a SHIP_OVERDUE
@@ -237,9 +237,9 @@ def _one_at_a_time(facts: ShopFacts, metric: str, th: ShopThresholds, rank: tupl
     return alerts
 
 
-def _diverge(a: list[ShopAlert], b: list[ShopAlert]) -> Optional[int]:
+def _diverge(a: list[ShopAlert], b: list[ShopAlert]) -> int | None:
     """The window_end of the first alert in which two series differ, or None when they agree."""
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=False):  # the common part; where one series goes on is below
         if x != y:
             return min(x.at, y.at)
     if len(a) != len(b):
@@ -248,7 +248,7 @@ def _diverge(a: list[ShopAlert], b: list[ShopAlert]) -> Optional[int]:
 
 
 def evaluate_shop(facts: ShopFacts, th: ShopThresholds = DEFAULT_SHOP_THRESHOLDS,
-                  event_times: Optional[Sequence[int]] = None) -> tuple[list[ShopAlert], list[Unlabelled]]:
+                  event_times: Sequence[int] | None = None) -> tuple[list[ShopAlert], list[Unlabelled]]:
     """Both metrics of one shop: the alerts up to where the contract stops fixing them, and where that is.
 
     event_times: every event time of the stream, sorted, to know when violations' timers fire
@@ -315,7 +315,7 @@ def stream_times(orders: Iterable[Order], world: World, ticks: Iterable[int] = (
 
 
 def label_shops(orders: Iterable[Order], verdicts: Mapping[int, Verdict], th: Thresholds = DEFAULT_THRESHOLDS,
-                shop_th: ShopThresholds = DEFAULT_SHOP_THRESHOLDS, world: Optional[World] = None,
+                shop_th: ShopThresholds = DEFAULT_SHOP_THRESHOLDS, world: World | None = None,
                 ticks: Iterable[int] = ()) -> ShopLabels:
     """What the contract requires on `shop-alerts` for these orders, in time order.
 

@@ -9,8 +9,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from streams.worker.metrics import Family, Histogram, Snapshot, consumer_lag, exposition, render, sample
 from streams.runtime.web import take_snapshot
+from streams.worker.metrics import Family, Histogram, Snapshot, consumer_lag, exposition, render, sample
 
 SAMPLE = re.compile(r'^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>.*)\})? (?P<value>\S+)$')
 LABEL = re.compile(r'(?P<name>[a-zA-Z_][a-zA-Z0-9_]*)="(?P<value>(?:[^"\\]|\\.)*)"(?:,|$)')
@@ -60,7 +60,8 @@ def full_snapshot(**overrides) -> Snapshot:
     data = dict(consumed={"order-paid": 7, "tracking-scans": 12},
                 outputs={("SHIP_OVERDUE", "WARNING"): 2, ("SHIP_OVERDUE", "VIOLATION"): 1,
                          ("CANCELLATION", "APPROVED"): 3, ("LATE_DISPATCH_RATE", "WARNING"): 1},
-                dead_letters=4, late_events=5, duplicates=6, refetched=11, deferred=13, latency=latency, open_orders=10, open_waybills=9,
+                dead_letters=4, late_events=5, duplicates=6, refetched=11, deferred=13, latency=latency,
+                open_orders=10, open_waybills=9,
                 pending_deadlines=8, lag={"order-paid": 3, "tracking-scans": 0}, ready=True)
     data.update(overrides)
     return Snapshot(**data)
@@ -196,7 +197,8 @@ def test_lag_lists_a_topic_with_an_unknown_end_as_zero_and_is_never_negative():
 
 def fake_shell(clock_mode: str, ends: dict) -> SimpleNamespace:
     metrics = SimpleNamespace(consumed=Counter({"order-paid": 3}), outputs=Counter({("NO_PICKUP", "WARNING"): 1}),
-                              dead_letters=1, late_events=0, duplicates=2, offset_gaps=0, replayed=0, refetched=0, deferred=0,
+                              dead_letters=1, late_events=0, duplicates=2, offset_gaps=0, replayed=0, refetched=0,
+                              deferred=0,
                               latency=Histogram(buckets=(1.0,)))
     return SimpleNamespace(
         metrics=metrics, clock_mode=clock_mode, partitions=8,

@@ -36,20 +36,22 @@ def test_a_number_of_another_carrier_is_invalid_for_the_declared_one():
 
 
 @pytest.mark.parametrize("raw, normal", [("杭州市", "杭州"), ("杭州", "杭州"), ("大兴安岭地区", "大兴安岭"),
-                                         ("锡林郭勒盟", "锡林郭勒"), ("延边朝鲜族自治州", "延边朝鲜族"), (" 杭州 市", "杭州")])
+                                         ("锡林郭勒盟", "锡林郭勒"), ("延边朝鲜族自治州", "延边朝鲜族"),
+                                         (" 杭州 市", "杭州")])
 def test_cities_compare_after_dropping_the_administrative_suffix(raw, normal):
     assert normalise_city(raw) == normal
 
 
 @pytest.mark.parametrize("raw, normal", [("浙江省", "浙江"), ("北京市", "北京"), ("新疆维吾尔自治区", "新疆"),
-                                         ("广西壮族自治区", "广西"), ("宁夏回族自治区", "宁夏"), ("香港特别行政区", "香港")])
+                                         ("广西壮族自治区", "广西"), ("宁夏回族自治区", "宁夏"),
+                                         ("香港特别行政区", "香港")])
 def test_provinces_compare_after_dropping_suffixes_and_ethnic_names(raw, normal):
     assert normalise_province(raw) == normal
 
 
 @pytest.mark.parametrize("province, kind", [("新疆维吾尔自治区", "very_remote"), ("西藏自治区", "very_remote"),
-                                            ("内蒙古自治区", "remote"), ("海南省", "remote"), ("宁夏回族自治区", "remote"),
-                                            ("浙江省", "normal")])
+                                            ("内蒙古自治区", "remote"), ("海南省", "remote"),
+                                            ("宁夏回族自治区", "remote"), ("浙江省", "normal")])
 def test_destination_remoteness_comes_from_the_configured_provinces(province, kind):
     assert remoteness(province, RULES.remote_provinces, RULES.very_remote_provinces) == kind
 

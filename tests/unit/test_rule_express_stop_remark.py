@@ -1,4 +1,4 @@
-"""EXPRESS_STOP_REMARK (备注快递停发): WARNING at payment when the remark asks for no courier, RESOLVED by any upload."""
+"""EXPRESS_STOP_REMARK (备注快递停发): WARNING at payment when the remark asks for no courier, RESOLVED by an upload."""
 
 from processors import order as rules
 from processors.lifecycle import warning_id

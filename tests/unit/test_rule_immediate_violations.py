@@ -4,7 +4,7 @@ from dataclasses import replace
 from datetime import timedelta
 
 from tests.drivers import CTX, Order
-from tests.factories import PAID, SECOND, hours, order_paid, scan, upload
+from tests.factories import PAID, SECOND, hours, scan, upload
 
 LATE = timedelta(minutes=10)
 NUMBER = "SF1400000000001"

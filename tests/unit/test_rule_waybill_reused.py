@@ -1,7 +1,5 @@
 """WAYBILL_REUSED (单号重复): another recipient's order uploaded the number first; flag the later upload."""
 
-import pytest
-
 from processors import order as rules
 from processors.lifecycle import warning_id
 from schemas.internal import ScansForOrder
@@ -12,13 +10,14 @@ RULE = "WAYBILL_REUSED"
 NUMBER, FRESH = "SF1400000000001", "SF1400000000002"
 UPLOADED = PAID + hours(2)
 DEADLINE = UPLOADED + hours(24)
+EARLIER = UPLOADED - hours(5)  # when another recipient's order uploaded the number
 
 
 def mine(o):
     return [s for s in o.out if s[0] == RULE]
 
 
-def other(at=UPLOADED - hours(5), *, order_id="O2", carrier="SF", same_recipient=False, number=NUMBER):
+def other(at=EARLIER, *, order_id="O2", carrier="SF", same_recipient=False, number=NUMBER):
     return OtherUpload(order_id=order_id, upload_event_id=f"{order_id}-up", carrier=carrier, uploaded_at=at,
                        same_recipient=same_recipient, waybill_no=number)
 

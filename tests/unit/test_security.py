@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from streams.kafka import security
 from streams.config import ENV_VARS, SECURITY_ENV_VARS, ConfigError, Settings, load_settings
+from streams.kafka import security
 
 OPENSSL = "/usr/bin/openssl"
 
@@ -72,17 +72,21 @@ def test_the_password_and_the_salt_never_show_in_the_settings_repr():
 
 
 @pytest.mark.parametrize("values, message", [
-    (env(security_protocol="TLS"), "SHIPGUARD_SECURITY_PROTOCOL='TLS': expected one of PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL"),
+    (env(security_protocol="TLS"),
+     "SHIPGUARD_SECURITY_PROTOCOL='TLS': expected one of PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL"),
     (env(security_protocol="SASL_SSL", sasl_mechanism="PLAIN", sasl_password="p"),
      "SHIPGUARD_SASL_USERNAME is required with SHIPGUARD_SECURITY_PROTOCOL=SASL_SSL"),
     (env(security_protocol="SASL_PLAINTEXT", sasl_mechanism="PLAIN", sasl_username="u"),
      "SHIPGUARD_SASL_PASSWORD is required with SHIPGUARD_SECURITY_PROTOCOL=SASL_PLAINTEXT"),
     (env(security_protocol="SASL_SSL", sasl_username="u", sasl_password="p"),
-     "SHIPGUARD_SASL_MECHANISM is required with SHIPGUARD_SECURITY_PROTOCOL=SASL_SSL: one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512"),
+     "SHIPGUARD_SASL_MECHANISM is required with SHIPGUARD_SECURITY_PROTOCOL=SASL_SSL: "
+     "one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512"),
     (env(security_protocol="SASL_SSL", sasl_mechanism="GSSAPI", sasl_username="u", sasl_password="p"),
      "SHIPGUARD_SASL_MECHANISM='GSSAPI': expected one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512"),
-    (env(security_protocol="SSL", ssl_cafile="/nowhere/ca.pem"), "SHIPGUARD_SSL_CAFILE='/nowhere/ca.pem': no such file"),
-    (env(sasl_username="u"), "SHIPGUARD_SASL_USERNAME is set but SHIPGUARD_SECURITY_PROTOCOL=PLAINTEXT does not use SASL"),
+    (env(security_protocol="SSL", ssl_cafile="/nowhere/ca.pem"),
+     "SHIPGUARD_SSL_CAFILE='/nowhere/ca.pem': no such file"),
+    (env(sasl_username="u"),
+     "SHIPGUARD_SASL_USERNAME is set but SHIPGUARD_SECURITY_PROTOCOL=PLAINTEXT does not use SASL"),
     (env(security_protocol="SASL_PLAINTEXT", sasl_mechanism="PLAIN", sasl_username="u", sasl_password="p",
          ssl_cafile="/etc/hostname"),
      "SHIPGUARD_SSL_CAFILE is set but SHIPGUARD_SECURITY_PROTOCOL=SASL_PLAINTEXT does not use TLS"),
@@ -166,8 +170,9 @@ def test_the_keywords_are_accepted_by_every_client_class_of_both_libraries(pki):
 
     settings = load_settings({**SCRAM, "SHIPGUARD_SSL_CAFILE": str(pki["ca.pem"])})
     # Constructing does not connect; a keyword either library did not know would raise here.
-    KafkaProducer(bootstrap_servers=["127.0.0.1:1"], api_version=(3, 0), **security.kafka_python_kwargs(settings)).close()
-    KafkaConsumer(bootstrap_servers=["127.0.0.1:1"], api_version=(3, 0), **security.kafka_python_kwargs(settings)).close()
+    kwargs = security.kafka_python_kwargs(settings)
+    KafkaProducer(bootstrap_servers=["127.0.0.1:1"], api_version=(3, 0), **kwargs).close()
+    KafkaConsumer(bootstrap_servers=["127.0.0.1:1"], api_version=(3, 0), **kwargs).close()
 
     import asyncio
 

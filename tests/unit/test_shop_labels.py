@@ -19,8 +19,19 @@ from simulator.cli import add_arguments, config_from
 from simulator.generator import PROBLEM_SHOP_VARIANTS, SimulationConfig, generate
 from simulator.labels import Ambiguous, World, evaluate, utc, world_from_messages
 from simulator.model import Cancellation, Order, Recipient, Upload
-from simulator.shop_labels import (LATE_DISPATCH_RATE, SELLER_FAULT_CANCEL_RATE, ShopFacts, ShopThresholds, as_json,
-                                   evaluate_metric, evaluate_shop, label_shops, label_world, shop_facts)
+from simulator.shop_labels import (
+    DEFAULT_SHOP_THRESHOLDS,
+    LATE_DISPATCH_RATE,
+    SELLER_FAULT_CANCEL_RATE,
+    ShopFacts,
+    ShopThresholds,
+    as_json,
+    evaluate_metric,
+    evaluate_shop,
+    label_shops,
+    label_world,
+    shop_facts,
+)
 
 MIN, H, D = 60, 3600, 86400
 T0 = int(datetime(2026, 3, 2, 10, 0, tzinfo=timezone(timedelta(hours=8))).timestamp())
@@ -30,12 +41,12 @@ CANCEL, LATE = SELLER_FAULT_CANCEL_RATE, LATE_DISPATCH_RATE
 def shop(paid=(), cancelled=(), late=(), ship_by=None) -> ShopFacts:
     """A shop's facts; ship_by defaults to paid_at + 48 h."""
     ship_by = [p + 2 * D for p in paid] if ship_by is None else list(ship_by)
-    facts = ShopFacts("S1", orders=list(zip(paid, ship_by)), cancelled=list(cancelled), late=list(late))
+    facts = ShopFacts("S1", orders=list(zip(paid, ship_by, strict=True)), cancelled=list(cancelled), late=list(late))
     facts.sort()
     return facts
 
 
-def alerts(facts: ShopFacts, metric: str, th: ShopThresholds = ShopThresholds()) -> list[tuple[str, int]]:
+def alerts(facts: ShopFacts, metric: str, th: ShopThresholds = DEFAULT_SHOP_THRESHOLDS) -> list[tuple[str, int]]:
     """The labelled alerts of one metric, asserting that the contract fixes all of them."""
     labelled, unlabelled = evaluate_shop(facts, th)
     assert [u for u in unlabelled if u.metric == metric] == []

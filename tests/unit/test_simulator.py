@@ -6,7 +6,8 @@ import argparse
 import json
 import re
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -16,8 +17,7 @@ from schemas.events import INPUT_MODELS
 from simulator import buyers, geo, output
 from simulator.carriers import CARRIERS, make_invalid_waybill, make_waybill
 from simulator.cli import add_arguments, parse_faults, run
-from simulator.generator import (CANCEL_VARIANTS, VARIANTS, SimulationConfig, SimulationError, generate,
-                                 spread_faults)
+from simulator.generator import CANCEL_VARIANTS, VARIANTS, SimulationConfig, SimulationError, generate, spread_faults
 from simulator.labels import MIN_MARGIN, World, evaluate, utc, world_from_messages
 from simulator.model import Order, Recipient, Scan, Upload
 
@@ -258,7 +258,7 @@ def test_clean_orders_keep_well_inside_every_threshold(lines, labels):
         assert dispatched <= ship_by - timedelta(hours=9)
         assert paid_at + timedelta(hours=1) <= first <= uploaded_at + timedelta(hours=18)
         destination = geo.remoteness(paid["recipient"]["province"])
-        for a, b in zip(parcel, parcel[1:]):
+        for a, b in pairwise(parcel):
             limit = {"PICKED_UP": 24, "OUT_FOR_DELIVERY": 24}.get(
                 a["status"], {geo.NORMAL: 48, geo.REMOTE: 72, geo.VERY_REMOTE: 120}[destination])
             assert instant(b["scan_at"]) - instant(a["scan_at"]) <= timedelta(hours=limit - 6)
@@ -466,7 +466,8 @@ def test_a_delivery_in_the_buyers_city_under_another_spelling_is_no_mismatch():
     world = make_world(order, scans=[scan(PAID + hours(2)), scan(PAID + hours(20), "OUT_FOR_DELIVERY", city="杭州市"),
                                      scan(PAID + hours(22), "DELIVERED", city="杭州市")])
     assert evaluate(order, world).stages == []
-    elsewhere = make_world(order, scans=[scan(PAID + hours(2)), scan(PAID + hours(20), "OUT_FOR_DELIVERY", city="宁波市"),
+    elsewhere = make_world(order, scans=[scan(PAID + hours(2)),
+                                         scan(PAID + hours(20), "OUT_FOR_DELIVERY", city="宁波市"),
                                          scan(PAID + hours(22), "DELIVERED", city="宁波市")])
     assert stages_of(order, elsewhere, "ADDRESS_MISMATCH") == [("VIOLATION", PAID + hours(20))]
 
@@ -505,12 +506,12 @@ def test_duplicated_messages_follow_their_original_and_change_no_label():
     once, twice = generate(plain), generate(doubled)
     assert output.labels(once)["orders"] == output.labels(twice)["orders"]
     lines = output.render_events(twice).splitlines()
-    repeats = [b for a, b in zip(lines, lines[1:]) if a == b]
+    repeats = [b for a, b in pairwise(lines) if a == b]
     assert len(repeats) > 20 and len(lines) == len(output.render_events(once).splitlines()) + len(repeats)
 
 
 def test_a_start_in_another_offset_writes_event_times_in_that_offset():
-    sim = generate(SimulationConfig(orders=50, days=1, seed=3, start=datetime(2026, 6, 18, tzinfo=timezone.utc)))
+    sim = generate(SimulationConfig(orders=50, days=1, seed=3, start=datetime(2026, 6, 18, tzinfo=UTC)))
     for line in output.render_events(sim).splitlines():
         assert loads(line)["at"].endswith("+00:00")
 
