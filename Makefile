@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: setup run test test-fast bench schemas clean
+.PHONY: setup run lint test test-fast bench schemas clean
 
 $(STAMP): pyproject.toml
 	@echo "setting up $(VENV) with $(PYTHON)"
@@ -19,7 +19,11 @@ setup: $(STAMP)
 run: setup  ## broker + worker + a simulated shop-week, warnings as they arrive (FOLLOW=1 keeps it up)
 	$(BIN)/shipguard demo $(if $(FOLLOW),--follow,)
 
-test: setup  ## the whole suite: unit, streams, integration (real broker and worker); installs Chromium if missing
+lint: setup  ## ruff over the tree, mypy over the packages (settings in pyproject.toml)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+test: setup lint  ## lint, then the whole suite: unit, streams, integration (real broker and worker); installs Chromium if missing
 	@scripts/ensure-chromium.sh
 	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile -m "not alone"
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m alone
