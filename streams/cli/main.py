@@ -139,12 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("simulate", help="generate a realistic event stream with labels",
                        description="Generate shops, orders, uploads, scans and cancellations with injected "
                                    "faults, as a replayable JSONL file plus the expected warnings.")
-    try:
-        from simulator.cli import add_arguments
-    except ImportError:  # pragma: no cover - the simulator ships with shipguard
-        add_arguments = None
-    if add_arguments is not None:
-        add_arguments(p)
+    from simulator.cli import add_arguments  # here: the simulator's imports are paid only by `simulate`
+
+    add_arguments(p)
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("schemas", help="JSON Schemas of the contract's topics",

@@ -241,7 +241,7 @@ async def serve(bootstrap: list[str], host: str, port: int, hours: float, token:
         print(f"shipguard dashboard: cannot listen on {host}:{port}: {exc.strerror or exc}. "
               f"Pick another port with --port.", file=sys.stderr)
         return 2
-    bound = site._server.sockets[0].getsockname()[1] if site._server and site._server.sockets else port
+    bound = runner.addresses[0][1] if runner.addresses else port  # the port the OS gave for --port 0
     log.info("dashboard listening url=http://%s:%d/ auth=%s hours=%g clock=%s broker=%s", host, bound,
              "token" if token else "none", hours, clock, ",".join(bootstrap))
     if not token and host not in ("127.0.0.1", "localhost", "::1"):

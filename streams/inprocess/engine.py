@@ -135,7 +135,7 @@ class InProcessEngine:
 
     def output(self, topic: str) -> list[dict]:
         """Every value on an output topic, decoded, in partition then offset order."""
-        return [codec.loads(r.value) for p in sorted(self.log[topic]) for r in self.log[topic][p]]
+        return [codec.loads(r.value or b"null") for p in sorted(self.log[topic]) for r in self.log[topic][p]]
 
     def run(self, coro: Any) -> Any:
         """Run a coroutine of this engine to completion (for synchronous callers)."""

@@ -18,7 +18,7 @@ import asyncio
 import logging
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import faust
 
@@ -69,11 +69,11 @@ def _table(app: faust.App, name: str, model: type, partitions: int) -> Any:
     table gets an explicit changelog topic that decodes with our codecs.
     """
     key_codec, value_codec = KeyCodec(), StateCodec(model)
-    schema = faust.Schema(key_serializer=key_codec, value_serializer=value_codec)
+    schema: Any = faust.Schema(key_serializer=key_codec, value_serializer=value_codec)
     changelog = app.topic(f"{app.conf.id}-{name}-changelog", schema=schema, key_serializer=key_codec,
                           value_serializer=value_codec, partitions=partitions, compacting=True,
                           acks=False, internal=True)
-    table = app.Table(name, default=None, partitions=partitions, schema=schema, changelog_topic=changelog)
+    table: Any = app.Table(name, default=None, partitions=partitions, schema=schema, changelog_topic=changelog)
     table.key_serializer, table.value_serializer = key_codec, value_codec
     return table
 
@@ -159,7 +159,7 @@ def build_app(settings: Settings, rules: RulesConfig, faust_overrides: dict | No
         await broker.stop()
 
     rocksdb = settings.store == "rocksdb"
-    recovery = app.tables.recovery
+    recovery = cast(Any, app.tables).recovery  # TableManager has it; faust's TableManagerT does not declare it
     stores = Stores(*(_state_store(table, rocksdb, broker.produce, recovery)
                       for table in (orders, waybills, shops, clocks)))
     shell = Shell(

@@ -133,13 +133,13 @@ def not_held(order_id: str, partition: int, partitions: int, held: Iterable[int]
 
 def _ranges(numbers: list[int]) -> str:
     """[0, 1, 2, 5] -> '0-2, 5'."""
-    parts: list[str] = []
+    runs: list[tuple[int, int]] = []
     for n in sorted(numbers):
-        if parts and parts[-1][1] == n - 1:
-            parts[-1] = (parts[-1][0], n)
+        if runs and runs[-1][1] == n - 1:
+            runs[-1] = (runs[-1][0], n)
         else:
-            parts.append((n, n))  # type: ignore[arg-type]
-    return ", ".join(f"{a}-{b}" if a != b else f"{a}" for a, b in parts)  # type: ignore[misc]
+            runs.append((n, n))
+    return ", ".join(f"{a}-{b}" if a != b else f"{a}" for a, b in runs)
 
 
 def order_view(state: OrderState, partition: int, partitions: int) -> dict[str, Any]:

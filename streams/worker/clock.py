@@ -18,6 +18,7 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import cast
 
 from processors.watermark import SideClock, StreamClock
 from schemas import codec
@@ -115,7 +116,7 @@ class StreamTime:
         self.ends = await self.broker.end_offsets(external)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("end offsets of %d partitions in %.1f ms", len(external), (time.monotonic() - asked) * 1000)
-        return self.clock.local_time(external, lambda tp: self.caught_up(tp, processed), latest)
+        return self.clock.local_time(external, lambda tp: self.caught_up(cast(TP, tp), processed), latest)
 
     def lagging(self) -> list[TP]:
         """The input partitions not caught up (for the debug log)."""

@@ -7,7 +7,7 @@ DEAD_LETTER_RAW_BYTES of) its original bytes; the worker goes on with the next r
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -35,7 +35,7 @@ class Decoder:
         self.time, self.metrics, self.wall_now = time, metrics, wall_now
         self.max_message_bytes = max_message_bytes
 
-    def decode(self, record: Record, feed: str, kinds: dict[str, type], out: list[Outgoing]) -> Any | None:
+    def decode(self, record: Record, feed: str, kinds: Mapping[str, Any], out: list[Outgoing]) -> Any | None:
         """An input model or internal message; None for a watermark (recorded) or bad input
         (sent to dead-letters via `out`)."""
         self.metrics.consumed[record.topic] += 1
@@ -58,7 +58,7 @@ class Decoder:
             return None
 
     @staticmethod
-    def _internal(record: Record, kinds: dict[str, type]) -> Any:
+    def _internal(record: Record, kinds: Mapping[str, Any]) -> Any:
         data = codec.loads(record.value or b"null")
         if not isinstance(data, dict) or data.get("kind") not in kinds:
             kind = data.get("kind") if isinstance(data, dict) else type(data).__name__

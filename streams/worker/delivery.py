@@ -29,7 +29,13 @@ from streams.worker.stores import StateStore
 
 log = logging.getLogger("shipguard")
 OUTBOX_CHUNK_BYTES = 262_144  # an outbox record stays well below Kafka's default 1 MB message limit
-Bases = dict[tuple[str, int | None], int | None]  # output partition -> where it stood before
+Bases = dict[TP, int | None]  # output partition -> where it stood before
+
+
+def output_tp(item: Outgoing) -> TP:
+    """The output partition of a message for an output topic (those always name their partition)."""
+    assert item.partition is not None, f"an output for {item.topic} without a partition"
+    return item.topic, item.partition
 
 
 def chunks(items: list[Outgoing], limit: int) -> list[list[Outgoing]]:
@@ -74,8 +80,7 @@ class Delivery:
         """Send and wait for every message; repair what failed (see streams.kafka.clients). `bases`:
         where each output partition stood before these messages (default: as we wrote it)."""
         if bases is None:
-            bases = {(o.topic, o.partition): self.output_next.get((o.topic, o.partition))  # type: ignore[arg-type]
-                     for o in out if o.identity is not None}
+            bases = {output_tp(o): self.output_next.get(output_tp(o)) for o in out if o.identity is not None}
         failed = self._delivered(out, await self.broker.send(out))
         attempt = 0
         while failed:
@@ -98,23 +103,22 @@ class Delivery:
             if isinstance(result, BaseException):
                 failed.append(item)
             elif item.identity is not None and isinstance(result, int):
-                tp = (item.topic, item.partition)
-                self.output_next[tp] = max(self.output_next.get(tp, 0), result + 1)  # type: ignore[index]
+                tp = output_tp(item)
+                self.output_next[tp] = max(self.output_next.get(tp, 0), result + 1)
         return failed
 
     async def not_landed(self, items: list[Outgoing], bases: Bases) -> list[Outgoing]:
         """Of `items`, those not on the broker: output messages absent from their partition
         since `bases`; feed messages all (their readers ignore a repeat)."""
-        landed: dict[tuple[str, int | None], set[str]] = {}
-        for topic, partition in {(o.topic, o.partition) for o in items if o.identity is not None}:
-            assert partition is not None
+        landed: dict[TP, set[str | None]] = {}
+        for topic, partition in {output_tp(o) for o in items if o.identity is not None}:
             start = bases.get((topic, partition))
             if start is None:  # no base known (not expected): what is there now is not ours
                 start = (await self.broker.end_offsets([(topic, partition)]))[(topic, partition)]
             values, end = await self.broker.read_back(topic, partition, start)
-            landed[(topic, partition)] = {identity(topic, codec.loads(v)) for v in values}  # type: ignore[misc]
+            landed[(topic, partition)] = {identity(topic, codec.loads(v)) for v in values}
             self.output_next[(topic, partition)] = end
-        return [o for o in items if o.identity is None or o.identity not in landed[(o.topic, o.partition)]]
+        return [o for o in items if o.identity is None or o.identity not in landed[output_tp(o)]]
 
 
 class OutboxDelivery(Delivery):
@@ -143,11 +147,11 @@ class OutboxDelivery(Delivery):
 
     async def _outbox(self, partition: int, items: list[Outgoing]) -> Outbox:
         """One partition's outbox: its messages, and where each output partition ends now."""
-        tps = sorted({(o.topic, o.partition) for o in items if o.identity is not None and o.partition is not None})
+        tps = sorted({output_tp(o) for o in items if o.identity is not None})
         unknown = [tp for tp in tps if tp not in self.output_next]
         if unknown:  # not written since the last recovery: we are its only writer, so its end is ours
-            self.output_next.update(await self.broker.end_offsets(unknown))  # type: ignore[arg-type]
-        return Outbox(partition=partition, bases={topic: self.output_next[(topic, p)] for topic, p in tps},  # type: ignore[index]
+            self.output_next.update(await self.broker.end_offsets(unknown))
+        return Outbox(partition=partition, bases={topic: self.output_next[(topic, p)] for topic, p in tps},
                       items=tuple(OutboxItem(topic=o.topic, partition=o.partition, value=o.value.decode("utf-8"),
                                              key=None if o.key is None else o.key.decode("utf-8"),
                                              identity=o.identity) for o in items))
@@ -178,20 +182,20 @@ class OutboxDelivery(Delivery):
             for partition in sorted(p for t, p in assigned if t == topic):
                 # a batch writes chunks 0..n-1 in order on one changelog partition, then deletes
                 # the older batch's beyond: chunk n+1 can only be there if chunk n is
-                boxes = []
+                boxes: list[Outbox] = []
                 while (box := self.outbox.get(f"{side}:{partition}:{len(boxes)}", partition)) is not None:
                     boxes.append(box)
                 self.outbox_chunks[(side, partition)] = len(boxes)
                 for held, item in [(box, item) for box in boxes for item in box.items]:
-                    pending.append(Outgoing(item.topic, None if item.key is None else item.key.encode("utf-8"),
-                                            item.value.encode("utf-8"), item.partition, (side, partition),
-                                            item.identity))
+                    message = Outgoing(item.topic, None if item.key is None else item.key.encode("utf-8"),
+                                       item.value.encode("utf-8"), item.partition, (side, partition), item.identity)
+                    pending.append(message)
                     if item.identity is not None:
                         self.recovered.add(item.identity)
-                        base, known = held.bases.get(item.topic), bases.get((item.topic, item.partition))
+                        tp = output_tp(message)
+                        base, known = held.bases.get(item.topic), bases.get(tp)
                         # chunks of two batches (a crash between them): read from the older base
-                        older = base if known is None or base is None else min(base, known)
-                        bases[(item.topic, item.partition)] = older
+                        bases[tp] = base if known is None or base is None else min(base, known)
         missing = await self.not_landed(pending, bases) if pending else []
         if missing:
             await self.deliver(missing, bases)

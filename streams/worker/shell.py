@@ -110,9 +110,13 @@ class Shell:
             if not self.open.is_set():
                 return
             await self._recover_if_needed()
-            async for records in self.reading.stalled(self.consumed):
-                await self._handle(self.side_of[records[0].topic], records)
+            await self._read_stalled()
             await self._tick()
+
+    async def _read_stalled(self) -> None:
+        """Read, apply and land what the consumer stopped delivering (`Reading.stalled`)."""
+        async for records in self.reading.stalled(self.consumed):
+            await self._handle(self.side_of[records[0].topic], records)
 
     def owned_partitions(self) -> set[int]:
         """The state partitions this worker serves (every topic is co-partitioned with order-paid).

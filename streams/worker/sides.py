@@ -11,7 +11,7 @@ each shop's facts and alerts on its rates.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -47,7 +47,7 @@ class Side:
 
     name: str
     feed: str  # its own internal feed (records of its inputs under the wrong key come back on it)
-    kinds: dict[str, type]  # the internal message kinds on its feed
+    kinds: Mapping[str, Any]  # the internal message kinds on its feed (pydantic models)
     store: StateStore
     key: Callable[[Any], str | None]  # None: a message that only moves time (a clock tick)
     event_time: Callable[[Any], datetime | None]  # of an input event

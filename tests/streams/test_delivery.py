@@ -12,9 +12,9 @@ from processors.config import load_rules
 from schemas import codec
 from schemas.outputs import identity
 from streams import topics as T
-from streams.kafka.clients import _NoAmbiguousRetry
+from streams.kafka.overrides import NoAmbiguousRetry
 from streams.inprocess.engine import InProcessEngine
-from streams.worker.shell import Outgoing, StateStore
+from streams.worker.records import Outgoing
 from tests.streams.conftest import SCENARIOS, run_files
 
 OUTPUT_TOPICS = (T.VIOLATION_WARNINGS, T.CANCELLATION_OUTCOMES, T.SHOP_ALERTS)
@@ -76,12 +76,12 @@ def test_aiokafka_sends_a_request_again_when_its_answer_was_lost_which_can_write
 
 
 def test_the_output_producer_fails_a_request_whose_answer_was_lost_instead_of_sending_it_again():
-    sender, batch = send_once(_NoAmbiguousRetry, KafkaConnectionError("connection lost"))
+    sender, batch = send_once(NoAmbiguousRetry, KafkaConnectionError("connection lost"))
     assert sender.reenqueued == [] and isinstance(batch.failed_with, KafkaConnectionError)
 
 
 def test_the_output_producer_still_retries_an_error_the_broker_answered():
-    sender, batch = send_once(_NoAmbiguousRetry, NotLeaderForPartitionError())
+    sender, batch = send_once(NoAmbiguousRetry, NotLeaderForPartitionError())
     assert sender.reenqueued == [batch] and batch.failed_with is None
 
 
@@ -89,11 +89,9 @@ def test_the_output_producer_still_retries_an_error_the_broker_answered():
 def engine_with_outbox(flaky=None):
     """The in-process engine with an outbox and read-back, and a send that may fail some messages:
     `flaky(item, n)` -> None (delivered), "landed" (written, but reported failed) or "lost"."""
-    engine = InProcessEngine(load_rules())
-    shell = engine.shell
-    shell.outbox = StateStore({}, None)
+    engine = InProcessEngine(load_rules(), outbox=True)
     sent, failed = collections.Counter(), collections.Counter()
-    plain_send = engine._send
+    plain_send = engine.send
 
     async def send(out):
         results = []
@@ -115,7 +113,7 @@ def engine_with_outbox(flaky=None):
     async def end_offsets(tps):
         return {(t, p): len(engine.log[t][p]) for t, p in tps}
 
-    shell.send, shell.read_back, shell.end_offsets = send, read_back, end_offsets
+    engine.send, engine.read_back, engine.end_offsets = send, read_back, end_offsets
     engine.sends, engine.failures = sent, failed  # per output identity: sends, and sends reported failed
     return engine
 
@@ -151,7 +149,7 @@ def test_an_output_whose_send_failed_before_it_landed_is_sent_again_once(referen
 
 def test_every_batch_leaves_its_output_messages_in_its_partitions_outbox():
     engine = run_files(engine_with_outbox())
-    boxes = dict(engine.shell.outbox.items())
+    boxes = dict(engine.shell.delivery.outbox.items())
     held = {item.identity for box in boxes.values() for item in box.items if item.identity}
     emitted = {identity(t, v) for t, values in outputs(engine).items() for v in values}
     assert held and held <= emitted
@@ -162,7 +160,7 @@ def test_recovery_sends_what_an_outbox_holds_and_the_topic_lacks_and_never_emits
     engine = run_files(engine_with_outbox())
     shell = engine.shell
     # a crash: the last batch of some partition wrote its outbox (and state) but its outputs were lost
-    key, box = next((k, b) for k, b in shell.outbox.items() if any(i.identity for i in b.items))
+    key, box = next((k, b) for k, b in shell.delivery.outbox.items() if any(i.identity for i in b.items))
     lost = [i for i in box.items if i.identity]
     for item in lost:
         log = engine.log[item.topic][item.partition]
@@ -172,10 +170,10 @@ def test_recovery_sends_what_an_outbox_holds_and_the_topic_lacks_and_never_emits
     asyncio.run(shell.tick())
     after = outputs(engine)
     assert sum(len(v) for v in after.values()) == sum(before.values()) + len(lost)
-    assert {i.identity for i in lost} <= shell.recovered
+    assert {i.identity for i in lost} <= shell.delivery.recovered
     # the order's input read again derives the same stage: it is not emitted a second time
     again = [Outgoing(i.topic, None, i.value.encode(), i.partition, ("order", box.partition), i.identity) for i in lost]
-    asyncio.run(shell._emit(again))
+    asyncio.run(shell._commit(again))
     assert outputs(engine) == after
 
 

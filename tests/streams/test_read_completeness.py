@@ -16,10 +16,10 @@ import pytest
 
 from processors.config import load_rules
 from streams import topics as T
-from streams.worker import shell as worker
-from streams.kafka.clients import commit_what_landed
+from streams.worker import reading
+from streams.kafka.overrides import commit_what_landed
 from streams.inprocess.engine import InProcessEngine
-from streams.worker.shell import Record
+from streams.worker.records import Record
 from tests.integration.simulated import simulated_stream
 from tests.streams.conftest import SCENARIOS, run_files
 
@@ -30,20 +30,12 @@ class LossyEngine(InProcessEngine):
     """The in-process engine behind a consumer that silently skips the records `lose` picks."""
 
     def __init__(self, lose):
-        super().__init__(load_rules())
         # as in the worker: the feeds carry watermarks, so a side never runs ahead of records
-        # the other side has yet to forward (in process they usually arrive at once)
-        self.shell.in_band_marks = True
+        # the other side has yet to forward (in process they usually arrive at once); the
+        # engine reads skipped records back from its log, and nothing is committed yet
+        super().__init__(load_rules(), in_band_marks=True)
         self.lose = lose
         self.lost: list[Record] = []
-        self.shell.read_range = self._read_range
-        self.shell.committed = self._committed
-
-    async def _read_range(self, topic, partition, start, stop):
-        return self.log[topic][partition][start:stop]
-
-    async def _committed(self):
-        return {}  # nothing committed yet: every partition starts at 0
 
     async def _deliver(self, record):
         if self.lose(record):
@@ -80,10 +72,10 @@ def test_records_the_consumer_skipped_are_read_back_and_the_outputs_are_those_of
     assert engine.shell.metrics.offset_gaps > 0  # holes: read back when the next record shows them
     # tails: no later record shows them; read once their partition has been quiet long enough
     rounds = 0
-    while any(engine.log[t][p][engine.shell.next_offsets.get((t, p), 0):] for t, p in engine._assigned()):
+    while any(engine.log[t][p][engine.shell.reading.next_offsets.get((t, p), 0):] for t, p in engine.assigned()):
         rounds += 1
         assert rounds < 20, "the tails were never read"
-        engine.shell.stall_checked, engine.shell.last_seen = 0.0, {tp: 0.0 for tp in engine._assigned()}
+        engine.shell.reading.stall_checked, engine.shell.reading.last_seen = 0.0, {tp: 0.0 for tp in engine.assigned()}
         asyncio.run(engine.shell._read_stalled())
         asyncio.run(engine._drain())
     assert len(engine.lost) > 1000 and engine.shell.metrics.refetched == len(engine.lost)
@@ -99,9 +91,9 @@ def test_a_partition_whose_tail_was_skipped_is_read_only_after_it_has_been_quiet
     asyncio.run(engine.shell._read_stalled())  # just delivered: not yet quiet
     assert engine.shell.metrics.refetched == 0
     clock = {"now": time.monotonic() + 100}
-    monkeypatch.setattr(worker.time, "monotonic", lambda: clock["now"])
+    monkeypatch.setattr(reading.time, "monotonic", lambda: clock["now"])
     asyncio.run(engine.shell._read_stalled())  # first look: every partition's quiet time starts now
-    clock["now"] += worker.STALLED_AFTER_S
+    clock["now"] += reading.STALLED_AFTER_S
     asyncio.run(engine.shell._read_stalled())
     assert {tp: engine.shell.committable(tp) for tp in paid} == paid
 
@@ -119,20 +111,20 @@ def test_a_replayed_record_neither_moves_the_commit_back_nor_the_processed_offse
     engine = run_files(InProcessEngine(load_rules()), SCENARIOS[:1])
     shell = engine.shell
     tp, records = next(((T.ORDER_PAID, p), rs) for p, rs in engine.log[T.ORDER_PAID].items() if len(rs) >= 1)
-    before, processed = shell.committable(tp), shell.processed[tp]
-    asyncio.run(shell.order_batch([records[0]]))
-    assert shell.committable(tp) == before and shell.processed[tp] == processed
+    before, processed = shell.committable(tp), shell.time.processed[tp]
+    asyncio.run(shell.batch(T.ORDER_SIDE, [records[0]]))
+    assert shell.committable(tp) == before and shell.time.processed[tp] == processed
     assert shell.metrics.replayed == 1
 
 
 def test_records_of_a_partition_no_longer_assigned_are_dropped_and_never_committed():
     engine = run_files(InProcessEngine(load_rules()), SCENARIOS[:1])
     shell = engine.shell
-    owned = [(t, p) for t, p in engine._assigned() if p != 3]
-    shell.assigned = lambda: owned
+    owned = [(t, p) for t, p in engine.assigned() if p != 3]
+    engine.assigned = lambda: owned
     shell.on_assigned()
     paid = Record(T.ORDER_PAID, 3, 0, b"late", b'{"not": "read"}')
-    asyncio.run(shell.order_batch([paid]))
+    asyncio.run(shell.batch(T.ORDER_SIDE, [paid]))
     assert shell.metrics.not_owned == 1 and shell.metrics.dead_letters == 0
     assert shell.committable((T.ORDER_PAID, 3)) is None
 
@@ -146,24 +138,25 @@ def test_a_partition_new_to_the_worker_starts_at_the_groups_committed_offset():
     async def committed():
         return {tp: 0}
 
-    shell.committed = committed
+    engine.committed = committed
     shell.on_assigned()
-    shell.next_offsets.pop(tp)  # as if the partition had just been assigned to us
-    shell.landed.pop(tp)
-    got = asyncio.run(shell._complete([records[-1]]))
+    shell.reading.next_offsets.pop(tp)  # as if the partition had just been assigned to us
+    shell.reading.landed.pop(tp)
+    got = asyncio.run(shell.reading.complete([records[-1]]))
     assert got == records  # from the committed offset 0 on, the last one included
 
 
 def test_watermarks_go_out_again_when_the_partitions_they_vouch_for_change():
-    engine = InProcessEngine(load_rules())
+    engine = InProcessEngine(load_rules(), in_band_marks=True)
     shell = engine.shell
     at = datetime(2026, 3, 1, tzinfo=timezone.utc)
-    half = [(t, p) for t, p in engine._assigned() if p < 4]
-    shell.assigned = lambda: half
-    first = shell._marks(at, at)
-    assert first and shell._marks(at, at) == []  # the same time for the same partitions: nothing new
-    shell.assigned = engine._assigned  # took over the other half
-    again = shell._marks(at, at)
+    every = engine.assigned()
+    half = [(t, p) for t, p in every if p < 4]
+    engine.assigned = lambda: half
+    first = shell.time.marks(at, at)
+    assert first and shell.time.marks(at, at) == []  # the same time for the same partitions: nothing new
+    engine.assigned = lambda: every  # took over the other half
+    again = shell.time.marks(at, at)
     assert again and all(b'"sources":[0,1,2,3,4,5,6,7]' in o.value for o in again)
 
 

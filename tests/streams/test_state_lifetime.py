@@ -64,8 +64,8 @@ def test_completed_orders_leave_both_tables_empty_after_retention():
     asyncio.run(go())
     assert all(most.values()) and engine.output("violation-warnings"), f"the stream held state to remove: {most}"
     assert engine.orders == {} and engine.waybills == {} and engine.shops == {}
-    assert engine.shell.order_deadlines.due_at == {} and engine.shell.waybill_deadlines.due_at == {}
-    assert engine.shell.shop_deadlines.due_at == {}
+    assert all(side.deadlines.due_at == {} for side in engine.shell.sides.values())
+    assert engine.shell.pending_deadlines() == 0
 
 
 def test_state_stays_flat_over_a_long_stream():

@@ -1,6 +1,6 @@
 """A rebalance hands partitions and their state from one worker to another without changing outputs.
 
-README "Delivery guarantees" (Takeover): the shell pauses from a rebalance until the new
+docs/delivery.md (Takeover): the shell pauses from a rebalance until the new
 assignment's tables are restored; Faust's restore does not read the shell's own changelog
 records again over newer state; each side's time starts again when partitions are gained; and
 only keys of the partitions a worker serves are scheduled and fired (a table can hold standby
@@ -18,7 +18,7 @@ from processors.config import load_rules
 from streams import topics as T
 from streams.runtime.app import _state_store
 from streams.inprocess.engine import InProcessEngine
-from streams.worker.shell import StateStore
+from streams.worker.stores import StateStore
 from streams.runtime.serde import KeyCodec, StateCodec
 from schemas import codec
 from schemas.state import OrderState
@@ -45,7 +45,7 @@ def test_a_paused_worker_processes_no_batch_until_the_restore_ends_and_then_proc
 
     async def go():
         await shell.pause()
-        batch = asyncio.create_task(shell.order_batch([record]))
+        batch = asyncio.create_task(shell.batch(T.ORDER_SIDE, [record]))
         await asyncio.sleep(0.2)
         waited = not batch.done() and shell.committable((record.topic, record.partition)) is None
         waited = waited and not applied(engine)
@@ -64,18 +64,18 @@ def test_a_batch_waiting_when_the_next_rebalance_starts_is_dropped_uncommitted_f
     engine = InProcessEngine(load_rules())
     shell = engine.shell
     rebalances = {"count": 1}
-    shell.rebalances = lambda: rebalances["count"]
+    engine.rebalances = lambda: rebalances["count"]
     record = paid_record(engine)
 
     async def go():
         await shell.pause()
-        batch = asyncio.create_task(shell.order_batch([record]))
+        batch = asyncio.create_task(shell.batch(T.ORDER_SIDE, [record]))
         await asyncio.sleep(0.1)
         rebalances["count"] += 1  # Faust waits for the batch before it revokes: it must end
         await asyncio.wait_for(batch, 2)
         dropped = not applied(engine) and shell.committable((record.topic, record.partition)) is None
         shell.resume()  # the new assignment restored: the record is read again
-        await asyncio.wait_for(shell.order_batch([record]), 2)
+        await asyncio.wait_for(shell.batch(T.ORDER_SIDE, [record]), 2)
         return dropped
 
     assert asyncio.run(go())
@@ -89,19 +89,21 @@ def test_keys_of_partitions_the_worker_does_not_serve_are_neither_scheduled_nor_
     shell = engine.shell
     waiting = {key: state for key, state in engine.orders.items() if state.wake_at is not None}
     assert {s.partition for s in waiting.values()} & {0, 1, 2, 3} and {s.partition for s in waiting.values()} - {0, 1, 2, 3}
-    half = [(t, p) for t, p in engine._assigned() if p < 4]
-    shell.assigned = lambda: half
+    half = [(t, p) for t, p in engine.assigned() if p < 4]
+    engine.assigned = lambda: half
     shell.rebuild_deadlines()
-    assert set(shell.order_deadlines.due_at) == {k for k, s in waiting.items() if s.partition < 4}
+    orders = shell.sides[T.ORDER_SIDE]
+    assert set(orders.deadlines.due_at) == {k for k, s in waiting.items() if s.partition < 4}
     for key in waiting:  # as if a stale heap held them all
-        shell.order_deadlines.set(key, AT)
+        orders.deadlines.set(key, AT)
     judged = []
 
     def on_time(state, now):
         judged.append(state.partition)
-        return SimpleNamespace(next_deadline=None, state=state)
+        return SimpleNamespace(next_deadline=None, state=state, outputs=[])
 
-    shell._fire(shell.order_deadlines, shell.orders, AT.replace(year=2027), on_time, lambda *args: None)
+    orders.on_time = on_time
+    shell.runner.fire(orders, AT.replace(year=2027))
     assert judged and set(judged) <= {0, 1, 2, 3}
     others = [k for k, s in waiting.items() if s.partition >= 4]
     assert all(engine.orders[k] == waiting[k] for k in others)  # not touched
@@ -110,20 +112,24 @@ def test_keys_of_partitions_the_worker_does_not_serve_are_neither_scheduled_nor_
 def test_each_sides_time_starts_again_when_the_worker_gains_partitions_and_not_when_it_loses_some():
     engine = InProcessEngine(load_rules())
     shell = engine.shell
-    every = engine._assigned()
+    every = engine.assigned()
     half = [(t, p) for t, p in every if p < 4]
-    shell.assigned = lambda: half
+
+    def clocks():
+        return shell.time.order_clock, shell.time.waybill_clock, shell.time.shop_clock
+
+    engine.assigned = lambda: half
     shell.on_assigned()
-    for clock in (shell.order_clock, shell.waybill_clock, shell.shop_clock):
+    for clock in clocks():
         clock.advance(AT)
-    shell.assigned = lambda: every  # took over the other half: their feeds are not read yet
+    engine.assigned = lambda: every  # took over the other half: their feeds are not read yet
     shell.on_assigned()
-    assert [c.current for c in (shell.order_clock, shell.waybill_clock, shell.shop_clock)] == [None] * 3
-    for clock in (shell.order_clock, shell.waybill_clock, shell.shop_clock):
+    assert [c.current for c in clocks()] == [None] * 3
+    for clock in clocks():
         clock.advance(AT)
-    shell.assigned = lambda: half  # gave half away: what was read still bounds the rest
+    engine.assigned = lambda: half  # gave half away: what was read still bounds the rest
     shell.on_assigned()
-    assert [c.current for c in (shell.order_clock, shell.waybill_clock, shell.shop_clock)] == [AT] * 3
+    assert [c.current for c in clocks()] == [AT] * 3
 
 
 class _Recovery:
@@ -172,37 +178,36 @@ def test_each_changelog_record_the_shell_writes_moves_fausts_restore_offset_forw
 def test_a_partition_the_group_had_read_to_its_end_before_it_came_to_us_does_not_hold_stream_time():
     engine = run_files(InProcessEngine(load_rules()), SCENARIOS[:2])
     shell = engine.shell
-    before = asyncio.run(shell.confirmed_local_time())
+    before = asyncio.run(shell.time.confirmed_local_time())
     tp = next((T.ORDER_PAID, p) for p, records in engine.log[T.ORDER_PAID].items() if records)
-    shell.processed.pop(tp)  # as if gained in a takeover: read to its end by its last owner,
-    shell.clock.latest.pop(tp)  # nothing of it delivered to this worker
-    shell.start_offset = lambda tp: 0  # and the consumer does not know the committed offset
+    shell.time.processed.pop(tp)  # as if gained in a takeover: read to its end by its last owner,
+    shell.time.clock.latest.pop(tp)  # nothing of it delivered to this worker
+    engine.start_offset = lambda tp: 0  # and the consumer does not know the committed offset
 
     async def committed():
         return {tp: len(engine.log[tp[0]][tp[1]])}
 
-    shell.committed = committed
+    engine.committed = committed
     shell.on_assigned()
-    assert before is not None and asyncio.run(shell.confirmed_local_time()) is not None
-    assert shell.first_offset(tp) == len(engine.log[tp[0]][tp[1]])
+    assert before is not None and asyncio.run(shell.time.confirmed_local_time()) is not None
+    assert shell.reading.first_offset(tp) == len(engine.log[tp[0]][tp[1]])
 
 
 def test_a_worker_that_gains_partitions_read_to_their_end_takes_up_their_stream_time():
     first = InProcessEngine(load_rules())
-    first.shell.clocks = StateStore({}, None)
     run_files(first, SCENARIOS)
-    before = asyncio.run(first.shell.confirmed_local_time())
-    written = first.shell.clocks.data.mapping
+    before = asyncio.run(first.shell.time.confirmed_local_time())
+    written = first.shell.stores.clocks.data.mapping
     assert before is not None and max(c.at for c in written.values()) == before
 
     restarted = InProcessEngine(load_rules())  # nothing left to read: every partition committed to its end
     restarted.log = first.log
-    restarted.shell.clocks = StateStore(dict(written), None)
+    restarted.shell.stores.clocks = StateStore(dict(written), None)
 
     async def committed():
         return {(t, p): len(records) for t, partitions in first.log.items() for p, records in partitions.items()}
 
-    restarted.shell.committed = committed
+    restarted.committed = committed
     restarted.shell.on_assigned()
     restarted.shell.resume()
-    assert asyncio.run(restarted.shell.confirmed_local_time()) == before
+    assert asyncio.run(restarted.shell.time.confirmed_local_time()) == before
