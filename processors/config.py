@@ -125,12 +125,3 @@ def parse_rules_toml(text: str) -> RulesConfig:
     except tomllib.TOMLDecodeError as exc:
         raise RulesError(f"not valid TOML: {exc}") from None
     return parse_rules(data)
-
-
-# moved: streams/rules_file.py; kept until streams/runtime/runner.py, tests/drivers.py, tests/streams/*,
-# tests/integration/* and bench/* import it from there
-def load_rules(path: Path | None = None) -> RulesConfig:
-    """Read and validate a rules file: `streams.rules_file.load_rules`, under its old name."""
-    from streams.rules_file import load_rules as load
-
-    return load(path)

@@ -159,9 +159,9 @@ def compare(labels: dict[str, Any], warnings: Iterable[dict], outcomes: Iterable
     return report
 
 
-def check(events: Path, labels: dict[str, Any], new_engine: Callable[[], Engine] | None = None) -> CheckReport:
+def check(events: Path, labels: dict[str, Any], new_engine: Callable[[], Engine]) -> CheckReport:
     """Replay `events` through a fresh engine from `new_engine` and compare with `labels`."""
-    engine = (new_engine or _worker_engine)()
+    engine = new_engine()
     began = time.perf_counter()
     asyncio.run(engine.run_file(events))
     seconds = time.perf_counter() - began
@@ -170,15 +170,6 @@ def check(events: Path, labels: dict[str, Any], new_engine: Callable[[], Engine]
     report.seconds = seconds
     report.events = sum(len(p) for topic in engine.log.values() for p in topic.values())
     return report
-
-
-def _worker_engine() -> Engine:
-    # moved: the caller passes the engine (streams/cli/main.py cmd_simulate does); kept until
-    # tests/streams/test_simulate_check.py passes one to `check`
-    from streams.inprocess.engine import InProcessEngine
-    from streams.rules_file import load_rules
-
-    return InProcessEngine(load_rules())
 
 
 def differences(report: CheckReport, limit: int = 10) -> list[str]:

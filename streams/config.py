@@ -13,8 +13,8 @@
 | SHIPGUARD_LOG_LEVEL | info | worker log level |
 | SHIPGUARD_APP_ID | shipguard | Faust app id: consumer group and internal topic prefix |
 | SHIPGUARD_MAX_MESSAGE_BYTES | 262144 | a larger input record goes to dead-letters unread |
-| SHIPGUARD_STORE | memory | table store: `memory` (rebuilt from the changelogs at start) or `rocksdb` (on disk under the data dir) |
-| SHIPGUARD_SECURITY_PROTOCOL | PLAINTEXT | how clients reach Kafka: `PLAINTEXT`, `SSL`, `SASL_PLAINTEXT` or `SASL_SSL` |
+| SHIPGUARD_STORE | memory | `memory` (rebuilt from the changelogs at start) or `rocksdb` (on disk, data dir) |
+| SHIPGUARD_SECURITY_PROTOCOL | PLAINTEXT | `PLAINTEXT`, `SSL`, `SASL_PLAINTEXT` or `SASL_SSL` |
 | SHIPGUARD_SSL_CAFILE | (system CAs) | PEM file of the CA(s) that signed the broker's certificate (SSL, SASL_SSL) |
 | SHIPGUARD_SSL_CERTFILE | (none) | PEM client certificate, for brokers that ask for one (SSL, SASL_SSL) |
 | SHIPGUARD_SSL_KEYFILE | (none) | PEM private key of the client certificate, if not in the certificate file |
@@ -184,7 +184,8 @@ def check_security(settings: Settings) -> None:
         if not Path(path).is_file():
             raise ConfigError(f"{name}={str(path)!r}: no such file")
     if settings.ssl_keyfile is not None and settings.ssl_certfile is None:
-        raise ConfigError("SHIPGUARD_SSL_KEYFILE is set without SHIPGUARD_SSL_CERTFILE: a client key needs its certificate")
+        raise ConfigError("SHIPGUARD_SSL_KEYFILE is set without SHIPGUARD_SSL_CERTFILE: "
+                          "a client key needs its certificate")
     sasl_values = {"SHIPGUARD_SASL_MECHANISM": settings.sasl_mechanism,
                    "SHIPGUARD_SASL_USERNAME": settings.sasl_username,
                    "SHIPGUARD_SASL_PASSWORD": settings.sasl_password}

@@ -6,12 +6,13 @@ SHIPGUARD_BROKER, with the TLS/SASL settings of the environment.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, TextIO
+from collections.abc import Callable
+from typing import Any, TextIO
 
 BROKER_WAIT_SECONDS = 10.0
 
 
-def client_settings(broker: Optional[str]) -> tuple[list[str], dict[str, Any]]:
+def client_settings(broker: str | None) -> tuple[list[str], dict[str, Any]]:
     """(bootstrap servers, TLS/SASL keywords) of a broker that answers; ConfigError if the settings
     are malformed, BrokerUnreachable (saying where) if no broker answers within 10 s."""
     from streams.config import load_settings
@@ -25,7 +26,7 @@ def client_settings(broker: Optional[str]) -> tuple[list[str], dict[str, Any]]:
     return settings.bootstrap_servers, security
 
 
-def make_producer(broker: Optional[str]) -> Any:
+def make_producer(broker: str | None) -> Any:
     """A kafka-python producer that keeps file order (one request in flight)."""
     from kafka import KafkaProducer
 
@@ -35,7 +36,7 @@ def make_producer(broker: Optional[str]) -> Any:
                          client_id="shipguard-publish", **security)
 
 
-def make_consumer(broker: Optional[str]) -> Any:
+def make_consumer(broker: str | None) -> Any:
     """A kafka-python consumer outside any group (it commits nothing)."""
     from kafka import KafkaConsumer
 
@@ -44,7 +45,7 @@ def make_consumer(broker: Optional[str]) -> Any:
                          allow_auto_create_topics=False, client_id="shipguard-tail", **security)
 
 
-def connect(command: str, make: Callable[[Optional[str]], Any], broker: Optional[str],
+def connect(command: str, make: Callable[[str | None], Any], broker: str | None,
             err: TextIO) -> tuple[Any, int]:
     """(client, 0), or (None, exit code) with the reason printed: 2 for settings, 1 for the broker."""
     from streams.config import ConfigError

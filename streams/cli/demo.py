@@ -74,7 +74,7 @@ class Watcher(threading.Thread):
         self.seen.append(warning)
         if len(self.seen) > MAX_ROWS:
             if len(self.seen) == MAX_ROWS + 1:
-                print(f"... more warnings arrive; the summary below counts them all")
+                print("... more warnings arrive; the summary below counts them all")
             return
         when = datetime.fromisoformat(warning["occurred_at"]).astimezone(BEIJING).strftime("%m-%d %H:%M")
         print(f"{when:<17} {warning['order_id'][:12]:<12} {warning['shop_id'][:8]:<8} {warning['rule']:<22} "
@@ -120,12 +120,12 @@ def start_dashboard(broker_url: str, port: int, log_path: Path, env: dict[str, s
 
 def run_demo(orders: int = 300, days: int = 7, seed: int = 7, follow: bool = False) -> int:
     """Run the whole demo; returns an exit code."""
-    from streams.kafka.embedded import BrokerError, EmbeddedBroker, free_port
-    from streams.kafka.compat import create_topics_up_front
-    from streams.config import load_settings
     from streams.cli.replay import replay
-    from streams.kafka.security import PLAINTEXT_ENV
     from streams.cli.supervise import WorkerFailed, WorkerProcess, wait_idle
+    from streams.config import load_settings
+    from streams.kafka.compat import create_topics_up_front
+    from streams.kafka.embedded import BrokerError, EmbeddedBroker, free_port
+    from streams.kafka.security import PLAINTEXT_ENV
 
     work = Path(tempfile.mkdtemp(prefix="shipguard-demo-"))
     events, label_path = work / "events.jsonl", work / "labels.json"

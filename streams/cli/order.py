@@ -12,7 +12,8 @@ import sys
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import Any, Callable, Optional, TextIO
+from collections.abc import Callable
+from typing import Any, TextIO
 
 from streams.cli.subcommand import add_subcommand
 
@@ -106,7 +107,7 @@ def _open_warnings(emitted: list[dict]) -> list[str]:
 
 
 def cmd_order(args: argparse.Namespace, fetch: Callable[..., tuple[int, dict]] = fetch_order,
-              out: Optional[TextIO] = None) -> int:
+              out: TextIO | None = None) -> int:
     """`shipguard order`: returns an exit code."""
     out = out or sys.stdout
     url = args.url

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Optional, TextIO
+from typing import Any, TextIO
 
 import orjson
 
@@ -21,7 +22,7 @@ from streams.cli.clients import connect, make_producer
 from streams.cli.subcommand import add_subcommand
 
 # The contract's key of each input topic (clock ticks have none: one goes to every partition).
-KEY_FIELDS: dict[str, Optional[str]] = {
+KEY_FIELDS: dict[str, str | None] = {
     T.ORDER_PAID: "order_id",
     T.WAYBILL_UPLOADED: "order_id",
     T.CANCELLATION_REQUESTS: "order_id",
@@ -58,9 +59,9 @@ class Outbound:
     """One record to send (partition None: Kafka's key partitioner decides)."""
 
     line: int
-    key: Optional[bytes]
+    key: bytes | None
     value: bytes
-    partition: Optional[int] = None
+    partition: int | None = None
 
 
 @dataclass
@@ -73,7 +74,7 @@ class PublishPlan:
     lines: int = 0  # non-blank lines read
 
 
-def _key(topic: str, value: dict, model: Any, key_field: Optional[str]) -> Optional[str]:
+def _key(topic: str, value: dict, model: Any, key_field: str | None) -> str | None:
     name = key_field or KEY_FIELDS[topic]
     if name is None:
         return None
@@ -86,7 +87,7 @@ def _key(topic: str, value: dict, model: Any, key_field: Optional[str]) -> Optio
     return str(found)
 
 
-def plan_publish(topic: str, lines: Iterable[bytes], key_field: Optional[str] = None) -> PublishPlan:
+def plan_publish(topic: str, lines: Iterable[bytes], key_field: str | None = None) -> PublishPlan:
     """Check every line as the worker would decode it; blank lines are skipped."""
     plan = PublishPlan(topic)
     for number, raw in enumerate(lines, start=1):
@@ -115,7 +116,7 @@ def _hint(raw: bytes, reason: str) -> str:
     return reason
 
 
-def send_plan(plan: PublishPlan, producer: Any, partitions: Optional[int] = None) -> tuple[int, list[str]]:
+def send_plan(plan: PublishPlan, producer: Any, partitions: int | None = None) -> tuple[int, list[str]]:
     """Send the plan's good records in order: (records sent, errors). A clock tick goes to every
     partition (`partitions` of them, asked of the broker when not given)."""
     if plan.topic == T.CLOCK_TICKS and partitions is None:
@@ -144,8 +145,8 @@ def _read_lines(file: str) -> list[bytes]:
     return Path(file).read_bytes().splitlines()
 
 
-def cmd_publish(args: argparse.Namespace, producer: Any = None, out: Optional[TextIO] = None,
-                err: Optional[TextIO] = None) -> int:
+def cmd_publish(args: argparse.Namespace, producer: Any = None, out: TextIO | None = None,
+                err: TextIO | None = None) -> int:
     """`shipguard publish`: returns an exit code."""
     out, err = out or sys.stdout, err or sys.stderr
     if args.topic == T.CLOCK_TICKS and args.key_field:

@@ -12,10 +12,11 @@ from __future__ import annotations
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Optional
+from typing import Any
 
 from schemas import codec
 from schemas.types import format_time
@@ -31,9 +32,9 @@ class Message:
     """One record to publish (partition None: by key)."""
 
     topic: str
-    key: Optional[bytes]
+    key: bytes | None
     value: bytes
-    partition: Optional[int] = None
+    partition: int | None = None
 
 
 @dataclass
@@ -87,14 +88,14 @@ def parse_line(number: int, line: str, partitions: int) -> list[Message]:
 def read_messages(path: Path, partitions: int) -> Iterator[tuple[int, list[Message]]]:
     """Yield (bytes read so far, messages) per non-empty line of the file."""
     done = 0
-    with open(path, "r", encoding="utf-8") as handle:
+    with open(path, encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
             done += len(line.encode("utf-8"))
             if line.strip():
                 yield done, parse_line(number, line, partitions)
 
 
-def make_producer(bootstrap: list[str], security: Optional[Mapping[str, Any]] = None) -> Any:
+def make_producer(bootstrap: list[str], security: Mapping[str, Any] | None = None) -> Any:
     """A plain kafka-python producer that keeps publish order (one request in flight).
 
     `security`: the client keywords from `streams.security.kafka_python_kwargs` (None: PLAINTEXT).
@@ -106,9 +107,9 @@ def make_producer(bootstrap: list[str], security: Optional[Mapping[str, Any]] = 
                          client_id="shipguard-replay", **(security or {}))
 
 
-def replay(path: Path, bootstrap: list[str], partitions: int, until: Optional[datetime] = None,
+def replay(path: Path, bootstrap: list[str], partitions: int, until: datetime | None = None,
            progress: bool = True, producer: Any = None,
-           security: Optional[Mapping[str, Any]] = None) -> ReplayReport:
+           security: Mapping[str, Any] | None = None) -> ReplayReport:
     """Publish every line of `path` in order, then ticks to `until`; returns what was sent."""
     from tqdm import tqdm
 

@@ -14,8 +14,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Optional, Sequence
+from typing import Any
 
 from schemas import codec
 from streams import topics as T
@@ -23,7 +24,7 @@ from streams import topics as T
 READY_MARK = "shipguard worker ready"
 
 
-def stop_group(process: Optional[subprocess.Popen], grace: float) -> Optional[int]:
+def stop_group(process: subprocess.Popen | None, grace: float) -> int | None:
     """SIGTERM a process started with its own session, SIGKILL its group after `grace` seconds;
     returns its exit code (None if it never started)."""
     if process is None:
@@ -48,8 +49,8 @@ class WorkerProcess:
     """A `shipguard worker` subprocess with a log file."""
 
     def __init__(self, broker_url: str, log_path: Path, *, clock: str = "event", app_id: str = "shipguard",
-                 partitions: int = 8, web_port: int = 6066, data_dir: Optional[Path] = None,
-                 extra_env: Optional[dict[str, str]] = None) -> None:
+                 partitions: int = 8, web_port: int = 6066, data_dir: Path | None = None,
+                 extra_env: dict[str, str] | None = None) -> None:
         self.log_path = log_path
         self.env = {**os.environ, "SHIPGUARD_BROKER": broker_url, "SHIPGUARD_CLOCK": clock,
                     "SHIPGUARD_APP_ID": app_id, "SHIPGUARD_PARTITIONS": str(partitions),
@@ -58,12 +59,12 @@ class WorkerProcess:
                     **(extra_env or {})}
         repo = str(Path(__file__).resolve().parents[2])
         self.env["PYTHONPATH"] = os.pathsep.join(p for p in (repo, os.environ.get("PYTHONPATH")) if p)
-        self.process: Optional[subprocess.Popen] = None
+        self.process: subprocess.Popen | None = None
         self.log_start = 0  # where this run's lines begin in a shared log file
         self.started_at = 0.0
-        self.ready_after: Optional[float] = None
+        self.ready_after: float | None = None
 
-    def start(self, timeout: float = 60.0) -> "WorkerProcess":
+    def start(self, timeout: float = 60.0) -> WorkerProcess:
         """Spawn the worker and wait until it is ready (raises WorkerFailed with its log tail)."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
@@ -107,7 +108,7 @@ class WorkerProcess:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(timeout=5)
 
-    def __enter__(self) -> "WorkerProcess":
+    def __enter__(self) -> WorkerProcess:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -120,26 +121,26 @@ def consumed_topics(app_id: str) -> tuple[str, ...]:
 
 
 def group_lag(bootstrap: Sequence[str], group: str, topics: Iterable[str],
-              security: Optional[Mapping[str, Any]] = None) -> int:
+              security: Mapping[str, Any] | None = None) -> int:
     """Records not yet committed by `group` over `topics` (real end offsets, not ListOffsets)."""
     return _lag_and_ends(bootstrap, group, topics, (), security)[0]
 
 
 def lagging(bootstrap: Sequence[str], group: str, topics: Iterable[str],
-            security: Optional[Mapping[str, Any]] = None) -> dict[tuple[str, int], tuple[int, int]]:
+            security: Mapping[str, Any] | None = None) -> dict[tuple[str, int], tuple[int, int]]:
     """The partitions of `topics` that `group` has not committed to the end: (committed, end) each."""
     return _behind_and_ends(bootstrap, group, topics, (), security)[0]
 
 
 def _lag_and_ends(bootstrap: Sequence[str], group: str, topics: Iterable[str], also: Iterable[str],
-                  security: Optional[Mapping[str, Any]]) -> tuple[int, dict[tuple[str, int], int]]:
+                  security: Mapping[str, Any] | None) -> tuple[int, dict[tuple[str, int], int]]:
     """`group`'s lag over `topics`, and the end offsets of `topics` and `also`, in one round of reads."""
     behind, ends = _behind_and_ends(bootstrap, group, topics, also, security)
     return sum(end - done for done, end in behind.values()), ends
 
 
 def _behind_and_ends(bootstrap: Sequence[str], group: str, topics: Iterable[str], also: Iterable[str],
-                     security: Optional[Mapping[str, Any]]
+                     security: Mapping[str, Any] | None
                      ) -> tuple[dict[tuple[str, int], tuple[int, int]], dict[tuple[str, int], int]]:
     """The partitions of `topics` behind (committed, end), and the end offsets of `topics` and `also`.
 
@@ -160,7 +161,7 @@ def _behind_and_ends(bootstrap: Sequence[str], group: str, topics: Iterable[str]
 
 
 def wait_idle(bootstrap: Sequence[str], app_id: str, timeout: float = 60.0, settle: float = 1.0,
-              security: Optional[Mapping[str, Any]] = None) -> float:
+              security: Mapping[str, Any] | None = None) -> float:
     """Wait until the worker has committed every record it consumes, twice `settle` apart."""
     started = time.monotonic()
     topics = consumed_topics(app_id)
@@ -174,7 +175,7 @@ def wait_idle(bootstrap: Sequence[str], app_id: str, timeout: float = 60.0, sett
 
 
 def wait_idle_or_stalled(bootstrap: Sequence[str], app_id: str, timeout: float = 120.0, stall: float = 15.0,
-                         settle: float = 12.0, security: Optional[Mapping[str, Any]] = None) -> bool:
+                         settle: float = 12.0, security: Mapping[str, Any] | None = None) -> bool:
     """True once the group has committed everything and nothing was written for `settle` seconds;
     False when its lag has not moved for `stall` seconds (a stuck worker) or `timeout` has passed.
 
@@ -206,7 +207,7 @@ def wait_idle_or_stalled(bootstrap: Sequence[str], app_id: str, timeout: float =
 
 
 def read_topic(bootstrap: Sequence[str], topic: str, timeout: float = 2.0,
-               security: Optional[Mapping[str, Any]] = None) -> list[dict]:
+               security: Mapping[str, Any] | None = None) -> list[dict]:
     """Every value on `topic` from the beginning, decoded (waits `timeout` for stragglers)."""
     from kafka import KafkaConsumer, TopicPartition
 

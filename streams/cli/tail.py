@@ -11,8 +11,9 @@ from __future__ import annotations
 import argparse
 import base64
 import sys
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Optional, TextIO
+from typing import Any, TextIO
 
 import orjson
 
@@ -119,7 +120,7 @@ def printable_raw(topic: str, raw: bytes) -> str:
     return orjson.dumps(redact(T.ORDER_PAID, value)).decode("utf-8")
 
 
-def describe(topic: str, key: Optional[bytes], raw: Optional[bytes]) -> tuple[Line, Any]:
+def describe(topic: str, key: bytes | None, raw: bytes | None) -> tuple[Line, Any]:
     """(the line to print, the decoded and redacted value or None) of one record of `topic`."""
     key_text = key.decode("utf-8", "replace") if key is not None else None
     try:
@@ -172,7 +173,7 @@ def describe(topic: str, key: Optional[bytes], raw: Optional[bytes]) -> tuple[Li
     return line, value
 
 
-def _short(raw: Optional[bytes], limit: int = 120) -> str:
+def _short(raw: bytes | None, limit: int = 120) -> str:
     text = (raw or b"").decode("utf-8", "replace").replace("\n", " ")
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
@@ -181,9 +182,9 @@ def _short(raw: Optional[bytes], limit: int = 120) -> str:
 class Filters:
     """What `tail` keeps: every given field must match."""
 
-    shop: Optional[str] = None
-    order: Optional[str] = None
-    rule: Optional[str] = None
+    shop: str | None = None
+    order: str | None = None
+    rule: str | None = None
 
     def keep(self, line: Line) -> bool:
         """True when `line` matches every given field."""
@@ -201,7 +202,7 @@ class TailCount:
 
 
 def show_records(topic: str, records: Iterable[Any], filters: Filters, as_json: bool, out: TextIO,
-                 count: TailCount, limit: Optional[int] = None) -> TailCount:
+                 count: TailCount, limit: int | None = None) -> TailCount:
     """Print every record of `records` (kafka-python ConsumerRecords) that passes `filters`."""
     if not as_json and count.read == 0:
         print(HEADER, file=out, flush=True)
@@ -242,7 +243,7 @@ def follow(consumer: Any, topic: str, from_beginning: bool) -> Iterator[Any]:
             yield from batch
 
 
-def cmd_tail(args: argparse.Namespace, consumer: Any = None, out: Optional[TextIO] = None) -> int:
+def cmd_tail(args: argparse.Namespace, consumer: Any = None, out: TextIO | None = None) -> int:
     """`shipguard tail`: returns an exit code."""
     out = out or sys.stdout
     count = TailCount()

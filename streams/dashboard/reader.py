@@ -14,8 +14,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from datetime import datetime, timezone
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
 
 from schemas.outputs import OUTPUT_MODELS
 from schemas.types import format_time
@@ -26,7 +27,7 @@ log = logging.getLogger("shipguard.dashboard")
 
 # -- decoding ----------------------------------------------------------------------------------
 
-def decode_output(topic: str, raw: Optional[bytes]) -> OutputRecord:
+def decode_output(topic: str, raw: bytes | None) -> OutputRecord:
     """Decode and validate one output record; raises codec.BadInput naming the defect."""
     from pydantic import ValidationError
 
@@ -50,7 +51,7 @@ class OutputReader:
     """Reads the output topics from `since` on into the state; hands each new feed item on."""
 
     def __init__(self, bootstrap: list[str], client_id: str, since: datetime, state: DashboardState,
-                 on_item: Callable[[dict[str, Any]], None], client_kwargs: Optional[dict[str, Any]] = None) -> None:
+                 on_item: Callable[[dict[str, Any]], None], client_kwargs: dict[str, Any] | None = None) -> None:
         self.bootstrap = bootstrap
         self.client_kwargs = client_kwargs or {}  # TLS / SASL
         self.client_id = client_id
@@ -69,7 +70,7 @@ class OutputReader:
         while not stop.is_set():
             try:
                 await self._read(stop)
-            except (KafkaError, OSError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, KafkaError, OSError) as exc:
                 self.status = "connecting"
                 log.warning("dashboard broker unavailable broker=%s error=%s retry_in_s=3",
                             ",".join(self.bootstrap), type(exc).__name__)
@@ -95,7 +96,7 @@ class OutputReader:
             self.partitions = len(tps)
             self.status = "catching up" if pending else "live"
             log.info("dashboard reading topics=%s partitions=%d since=%s", ",".join(TOPICS), len(tps),
-                     format_time(datetime.fromtimestamp(self.since_ms / 1000, timezone.utc)))
+                     format_time(datetime.fromtimestamp(self.since_ms / 1000, UTC)))
             if not pending:
                 self._log_caught_up()
             while not stop.is_set():
@@ -166,8 +167,8 @@ class OutputReader:
             log.warning("dashboard bad record topic=%s partition=%d offset=%d error=%s",
                         topic, record.partition, record.offset, str(exc)[:200])
             return
-        at = (datetime.fromtimestamp(record.timestamp / 1000, timezone.utc)
-              if record.timestamp is not None and record.timestamp >= 0 else datetime.now(timezone.utc))
+        at = (datetime.fromtimestamp(record.timestamp / 1000, UTC)
+              if record.timestamp is not None and record.timestamp >= 0 else datetime.now(UTC))
         item = self.state.apply(topic, value, at)
         if item is not None:
             self.on_item(item)
@@ -182,5 +183,5 @@ async def sleep_unless_stopped(stop: asyncio.Event, seconds: float) -> None:
     """Sleep `seconds`, or less when `stop` is set first."""
     try:
         await asyncio.wait_for(stop.wait(), seconds)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         pass

@@ -20,10 +20,11 @@ import signal
 import sys
 import time
 from collections import deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional
+from typing import TYPE_CHECKING, Any
 
 from streams.dashboard.reader import OutputReader, sleep_unless_stopped
 from streams.dashboard.state import DashboardState
@@ -39,7 +40,7 @@ DEFAULT_PORT = 8080
 DASHBOARD_ENV_VARS = ("SHIPGUARD_DASHBOARD_TOKEN", "SHIPGUARD_DASHBOARD_PORT")
 
 
-def dashboard_env(env: Optional[Mapping[str, str]] = None) -> tuple[Optional[str], int]:
+def dashboard_env(env: Mapping[str, str] | None = None) -> tuple[str | None, int]:
     """(token, port) from SHIPGUARD_DASHBOARD_TOKEN and SHIPGUARD_DASHBOARD_PORT (default 8080)."""
     from streams.config import ConfigError
 
@@ -65,7 +66,7 @@ class Hub:
         self.clients: set[asyncio.Queue] = set()
         self.dropped_slow = 0
 
-    def join(self) -> Optional[asyncio.Queue]:
+    def join(self) -> asyncio.Queue | None:
         """A queue for a new browser, or None when there are too many."""
         if len(self.clients) >= self.max_clients:
             return None
@@ -77,7 +78,7 @@ class Hub:
         """Forget a browser that went away."""
         self.clients.discard(queue)
 
-    def send(self, message: Optional[bytes]) -> None:
+    def send(self, message: bytes | None) -> None:
         """Queue `message` for every browser (None ends their streams)."""
         for queue in list(self.clients):
             try:
@@ -107,11 +108,11 @@ class Dashboard:
     """The state, the reader and the browsers of one `shipguard dashboard` process."""
 
     state: DashboardState
-    token: Optional[str] = None
+    token: str | None = None
     hub: Hub = field(default_factory=Hub)
-    reader: Optional[OutputReader] = None
+    reader: OutputReader | None = None
     pending: deque = field(default_factory=lambda: deque(maxlen=200))
-    now: Callable[[], datetime] = field(default=lambda: datetime.now(timezone.utc))
+    now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
     def on_item(self, item: dict[str, Any]) -> None:
         """Keep a new feed item for the next broadcast, while any browser listens."""
@@ -124,7 +125,7 @@ class Dashboard:
         data["status"] = self.reader.status if self.reader else "idle"
         return data
 
-    def authorized(self, request: "web.Request") -> bool:
+    def authorized(self, request: web.Request) -> bool:
         """No token configured, or the request carries it (header or query), compared in constant time."""
         if not self.token:
             return True
@@ -152,7 +153,7 @@ class Dashboard:
                 self.hub.send(sse("state", self.snapshot(feed=False)))
         self.hub.send(None)
 
-    def app(self) -> "web.Application":
+    def app(self) -> web.Application:
         """The aiohttp application: routes and the auth check."""
         from aiohttp import web
 
@@ -217,13 +218,13 @@ def _json_text(data: Any) -> str:
     return codec.dumps(data).decode("utf-8")
 
 
-async def serve(bootstrap: list[str], host: str, port: int, hours: float, token: Optional[str],
-                clock: str, app_id: str, client_kwargs: Optional[dict[str, Any]] = None) -> int:
+async def serve(bootstrap: list[str], host: str, port: int, hours: float, token: str | None,
+                clock: str, app_id: str, client_kwargs: dict[str, Any] | None = None) -> int:
     """Run the reader and the web server until SIGINT or SIGTERM; returns an exit code."""
     from aiohttp import web
 
     window = timedelta(hours=hours)
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     dashboard = Dashboard(DashboardState(window, clock=clock), token=token)
     dashboard.reader = OutputReader(bootstrap, f"{app_id}-dashboard", started - window, dashboard.state,
                                     dashboard.on_item, client_kwargs)

@@ -18,8 +18,8 @@ import heapq
 import math
 from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from typing import Any, Optional, Union, get_args
+from datetime import UTC, datetime, timedelta
+from typing import Any, get_args
 
 from schemas.outputs import CancellationOutcome, DecisionCode, Rule, ShopAlert, ShopMetric, Stage, ViolationWarning
 from schemas.types import format_time
@@ -45,7 +45,7 @@ CODE_NAMES = {
 }
 METRIC_NAMES = {"SELLER_FAULT_CANCEL_RATE": "商家责任取消率", "LATE_DISPATCH_RATE": "延迟发货率"}
 
-OutputRecord = Union[ViolationWarning, CancellationOutcome, ShopAlert]
+OutputRecord = ViolationWarning | CancellationOutcome | ShopAlert
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ class OpenWarning:
     severity: str
     occurred_at: datetime
     deadline: datetime
-    waybill_no: Optional[str]
+    waybill_no: str | None
     message: str
 
 
@@ -80,7 +80,7 @@ class OpenWarning:
 class Shop:
     """What the dashboard knows of a shop beyond counts: its platform and its open rate alerts."""
 
-    platform: Optional[str] = None
+    platform: str | None = None
     alerts: dict[str, ShopAlert] = field(default_factory=dict)  # metric -> the open WARNING
 
 
@@ -113,16 +113,16 @@ class DashboardState:
         self.open: OrderedDict[str, OpenWarning] = OrderedDict()  # warning_id, oldest first
         self.shops: OrderedDict[str, Shop] = OrderedDict()         # least recently active first
         self.chart: dict[int, list[int]] = {}                      # hour -> counts per stage
-        self._chart_newest: Optional[int] = None
+        self._chart_newest: int | None = None
         self._seen: OrderedDict[str, None] = OrderedDict()
-        self.stream_time: Optional[datetime] = None
+        self.stream_time: datetime | None = None
         self.records = 0
         self.version = 0  # bumped on every change: the server re-sends the state when it moved
         self.dropped: Counter = Counter()
 
     # -- folding records in ----------------------------------------------------------------
 
-    def apply(self, topic: str, record: OutputRecord, now: datetime) -> Optional[dict[str, Any]]:
+    def apply(self, topic: str, record: OutputRecord, now: datetime) -> dict[str, Any] | None:
         """Fold one output record in; returns its feed item, or None for a duplicate."""
         if topic not in TOPICS:
             raise ValueError(f"not a dashboard topic: {topic}")
@@ -210,7 +210,7 @@ class DashboardState:
         if self.stream_time is None or event_time > self.stream_time:
             self.stream_time = event_time
 
-    def _touch(self, shop_id: str, platform: Optional[str]) -> Shop:
+    def _touch(self, shop_id: str, platform: str | None) -> Shop:
         shop = self.shops.get(shop_id)
         if shop is None:
             shop = self.shops[shop_id] = Shop()
@@ -333,7 +333,7 @@ class DashboardState:
         hours = range(first, self._chart_newest + 1)
         empty = [0] * len(STAGES)
         return {"bucket_seconds": 3600,
-                "start": format_time(datetime.fromtimestamp(first * 3600, timezone.utc)),
+                "start": format_time(datetime.fromtimestamp(first * 3600, UTC)),
                 "series": {stage: [self.chart.get(h, empty)[i] for h in hours] for i, stage in enumerate(STAGES)}}
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Hashable
 from datetime import datetime, timedelta
-from typing import Hashable, Optional
 
 
 class WindowCounts:
@@ -20,7 +20,7 @@ class WindowCounts:
         self.slots = slots
         self.total: Counter = Counter()
         self._slots: dict[int, Counter] = {}
-        self._newest: Optional[int] = None
+        self._newest: int | None = None
 
     def _slot(self, at: datetime) -> int:
         return math.floor(at.timestamp() / self.width)

@@ -13,7 +13,7 @@ import socket
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, Optional, Union
+from typing import Any
 
 import kafka.errors
 from kafka.admin import KafkaAdminClient
@@ -23,8 +23,8 @@ from streams.kafka.offsets import real_end_offsets
 
 log = logging.getLogger(__name__)
 
-Bootstrap = Union[str, Sequence[str]]
-Security = Optional[Mapping[str, Any]]
+Bootstrap = str | Sequence[str]
+Security = Mapping[str, Any] | None
 
 _TOPIC_ALREADY_EXISTS = kafka.errors.TopicAlreadyExistsError.errno
 _UNREACHABLE = (kafka.errors.KafkaTimeoutError, kafka.errors.KafkaConnectionError)

@@ -5,11 +5,13 @@ Apache Kafka in five ways that matter to shipguard (measured; see docs/broker.md
 
 | deviation | function |
 |---|---|
-| (a) ListOffsets(latest) is too low: first offset of the last record batch + 1 | `apply` (streams.kafka.overrides, row 1); `streams.kafka.offsets` |
-| (b) no idempotent or transactional producer | `at_least_once_settings` (via `faust_settings`), `aiokafka_producer_settings`, `apply` |
+| (a) ListOffsets(latest) is too low: the last record batch's first offset + 1 | `apply` (overrides row 1); `offsets` |
+| (b) no idempotent or transactional producer | `at_least_once_settings`, `aiokafka_producer_settings`, `apply` |
 | (c) auto-created topics get 4 partitions | `create_topics_up_front` |
-| (d) a group's first join waits half the session timeout (Faust's: 60 s) | `quick_group_join_settings` (via `faust_settings`) |
-| (e) a Fetch is held for about half its max wait even when records are waiting | `apply` (streams.kafka.overrides, row 2) |
+| (d) a group's first join waits half the session timeout (Faust's: 60 s) | `quick_group_join_settings` |
+| (e) a Fetch is held about half its max wait even with records waiting | `apply` (overrides row 2) |
+
+(`overrides` is streams.kafka.overrides, `offsets` streams.kafka.offsets; `faust_settings` merges (b) and (d).)
 
 The worker wires it up once, and runs unchanged against Apache Kafka:
 

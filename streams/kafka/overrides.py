@@ -5,17 +5,42 @@ state addressing, producing, delivery and read completeness are shipguard's. Whe
 we touch what the libraries do not publish. All of it is here, pinned to faust-streaming 0.15.3
 and aiokafka 0.14.0 (pyproject.toml): a version bump starts by reading this table.
 
-| # | what is overridden or read | why | proved by |
-|---|---|---|---|
-| 1 | `AIOKafkaConsumerThread._highwaters` wrapped (embedded broker only) | Tansu's ListOffsets(latest) is too low: Faust's recovery stopped short of a changelog's end (a table missed its last updates; RocksDB raised ConsistencyError on restart) | tests/integration/test_compat.py (the end offset fix tests) |
-| 2 | `AIOKafkaConsumerThread._create_worker_consumer` wrapped: `_fetch_max_wait_ms` (embedded broker only) | Faust hard-codes a 1,500 ms fetch wait and Tansu holds a Fetch for about half of it even with records waiting: each hop between sides waited ~0.4 s | tests/integration/test_compat.py (the fetch wait tests) |
-| 3 | aiokafka's `SendProduceReqHandler._can_retry` and the sender's `_send_produce_req` on the output producer | a plain producer retries a request whose answer was lost, which can write an output twice; ours fails it and the shell reads the partition back | tests/streams/test_delivery.py |
-| 4 | Faust consumer's `_new_offset` and `_filter_tps_with_pending_acks` | Faust committed past records it never delivered, or stalled behind processed ones, after starting a partition mid-stream; the shell knows what landed | tests/streams/test_read_completeness.py, tests/integration/test_crash_safety.py |
-| 5 | Faust consumer's `_committed_offset` read | where the consumer thinks it started on a partition, before the shell asked the broker | tests/integration/test_failover.py |
-| 6 | Faust `Recovery.active_offsets` and RocksDB `set_persisted_offset` written for the shell's own changelog records | Faust restored a kept partition from before the shell's records and wrote them over newer state (stages twice, shops losing facts) | tests/integration/test_failover.py, tests/integration/test_restart.py |
-| 7 | Faust RocksDB store: `_db_for_partition`, `_key_index`, `_get_bucket_for_key`, `_iteritems`, `_size`, `_dbs_for_actives` | Faust's `table[k]` picks the database of the *current event's* partition, wrong for every other key of a batch; the shell names the partition | tests/unit/test_metrics.py, tests/integration/test_restart.py (rocksdb) |
-| 8 | Faust memory store's `_key_partition` | Faust drops a revoked partition's keys by it; the shell writes keys itself | tests/integration/test_failover.py |
-| 9 | aiokafka consumer's `_client` | one Fetch for the real high-water mark, and metadata without creating topics | tests/integration/test_compat.py, tests/integration/test_dashboard.py |
+The table: each row says what is overridden or read, why, and which test proves it.
+
+1. `AIOKafkaConsumerThread._highwaters`, wrapped (embedded broker only)
+   why:  Tansu's ListOffsets(latest) is too low: Faust's recovery stopped short of a changelog's end
+         (a table missed its last updates; RocksDB raised ConsistencyError on restart)
+   test: tests/integration/test_compat.py (the end offset fix tests)
+2. `AIOKafkaConsumerThread._create_worker_consumer`, wrapped to set `_fetch_max_wait_ms` (embedded only)
+   why:  Faust hard-codes a 1,500 ms fetch wait, and Tansu holds a Fetch for about half of it even
+         with records waiting: each hop between the sides waited ~0.4 s
+   test: tests/integration/test_compat.py (the fetch wait tests)
+3. aiokafka `SendProduceReqHandler._can_retry`, and the sender's `_send_produce_req` (output producer)
+   why:  a plain producer retries a request whose answer was lost, which can write an output twice;
+         ours fails it and the shell reads the partition back
+   test: tests/streams/test_delivery.py
+4. Faust consumer's `_new_offset` and `_filter_tps_with_pending_acks`
+   why:  after starting a partition mid-stream Faust committed past records it never delivered, or
+         stalled behind processed ones; the shell knows what landed
+   test: tests/streams/test_read_completeness.py, tests/integration/test_crash_safety.py
+5. Faust consumer's `_committed_offset`, read
+   why:  where the consumer thinks it started on a partition, before the shell asked the broker
+   test: tests/integration/test_failover.py
+6. Faust `Recovery.active_offsets` and RocksDB `set_persisted_offset`, written for the shell's records
+   why:  Faust restored a kept partition from before the shell's own changelog records and wrote them
+         over newer state (stages twice, shops losing facts)
+   test: tests/streams/test_takeover.py, tests/integration/test_failover.py, test_restart.py
+7. Faust RocksDB store: `_db_for_partition`, `_key_index`, `_get_bucket_for_key`, `_iteritems`,
+   `_size`, `_dbs_for_actives`
+   why:  Faust's `table[k]` picks the database of the *current event's* partition, wrong for every
+         other key of a batch; the shell names the partition
+   test: tests/unit/test_metrics.py, tests/integration/test_restart.py (rocksdb)
+8. Faust memory store's `_key_partition`
+   why:  Faust drops a revoked partition's keys by it; the shell writes keys itself
+   test: tests/integration/test_failover.py
+9. aiokafka consumer's `_client`
+   why:  one Fetch for the real high-water mark, and metadata without creating topics
+   test: tests/integration/test_compat.py, tests/integration/test_dashboard.py
 """
 
 from __future__ import annotations

@@ -6,9 +6,8 @@ import asyncio
 import concurrent.futures
 import ssl
 import threading
-from typing import Optional
 
-from streams.kafka.embedded import HOST, BrokerError
+from streams.kafka.local import HOST, BrokerError
 
 
 class TlsFront:
@@ -28,11 +27,11 @@ class TlsFront:
         except (ssl.SSLError, OSError) as exc:
             raise BrokerError(f"cannot serve TLS with certificate {cert} and key {key}: {exc}") from None
         self._loop = asyncio.new_event_loop()
-        self._thread: Optional[threading.Thread] = None
-        self._server: Optional[asyncio.base_events.Server] = None
+        self._thread: threading.Thread | None = None
+        self._server: asyncio.base_events.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
 
-    def start(self) -> "TlsFront":
+    def start(self) -> TlsFront:
         """Listen on `port` and return; the connections are served on the front's own thread."""
         listening: concurrent.futures.Future[None] = concurrent.futures.Future()
         self._thread = threading.Thread(target=self._run, args=(listening,), name=f"tls-front-{self.port}",
@@ -51,7 +50,7 @@ class TlsFront:
             self._loop.call_soon_threadsafe(self._loop.stop)
             thread.join(timeout=10)
 
-    def _run(self, listening: "concurrent.futures.Future[None]") -> None:
+    def _run(self, listening: concurrent.futures.Future[None]) -> None:
         asyncio.set_event_loop(self._loop)
         try:
             self._server = self._loop.run_until_complete(asyncio.start_server(

@@ -8,8 +8,9 @@ import re
 import sys
 import time
 
-from processors.config import RulesError, load_rules
+from processors.config import RulesError
 from streams.config import ConfigError, load_settings
+from streams.rules_file import load_rules
 
 log = logging.getLogger("shipguard")
 
@@ -144,6 +145,7 @@ def run_worker(broker: str | None = None, clock: str | None = None) -> int:
             await super().on_startup_finished()
             configure_logging(settings.log_level)
 
-    worker = Worker(built.app, loglevel=os.environ.get("SG_FAUST_LOGLEVEL", "WARNING"), quiet=True, redirect_stdouts=False)
+    worker = Worker(built.app, loglevel=os.environ.get("SG_FAUST_LOGLEVEL", "WARNING"), quiet=True,
+                    redirect_stdouts=False)
     worker.execute_from_commandline()
     return 0

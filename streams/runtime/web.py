@@ -2,9 +2,9 @@
 
 | path | answers |
 |---|---|
-| `GET /metrics` | Prometheus text format: consumed, outputs, dead letters, late events, duplicates, latency, open state, timers, consumer lag |
-| `GET /health` | 200 `{"status": "ok", ...}` once tables are recovered and partitions assigned, else 503 `{"status": "recovering"}` |
-| `GET /order/{order_id}` | one order's stored state and a readable timeline (for `shipguard order`); 404 names the partition it would be in |
+| `GET /metrics` | Prometheus text: consumed, outputs, dead letters, late, duplicates, latency, state, timers, lag |
+| `GET /health` | 200 `{"status": "ok", ...}` once tables are recovered, else 503 `{"status": "recovering"}` |
+| `GET /order/{order_id}` | one order's state and timeline (`shipguard order`); 404 names the partition it would be in |
 
 Faust starts its web server before table recovery, so `/health` answers 503 while the worker
 recovers. A view runs on the worker's event loop between batches: it reads the shell's state

@@ -4,6 +4,8 @@ import subprocess
 import sys
 
 from simulator.check import check
+from streams.inprocess.engine import InProcessEngine
+from streams.rules_file import load_rules
 from tests.streams.test_state_lifetime import simulated
 
 
@@ -33,5 +35,5 @@ def test_the_check_reports_a_difference_when_a_label_is_missing(tmp_path):
     data = json.loads(labels.read_text(encoding="utf-8"))
     victim = next(order for order in data["orders"].values() if order["expected"])
     victim["expected"].pop()
-    report = check(events, data)
+    report = check(events, data, lambda: InProcessEngine(load_rules()))
     assert not report.perfect and len(report.extra) == 1
