@@ -36,10 +36,11 @@ import tempfile
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 import orjson
 
@@ -47,7 +48,7 @@ from schemas import codec
 from schemas.events import INPUT_MODELS
 from streams import topics as T
 
-UTC = timezone.utc
+UTC = UTC
 
 TARGET_P99_MS = 50.0
 TARGET_RATE = 1000.0
@@ -75,7 +76,7 @@ def _iso(at: datetime) -> str:
     return at.isoformat(timespec="milliseconds")
 
 
-def _pct(values: list[float], q: float) -> Optional[float]:
+def _pct(values: list[float], q: float) -> float | None:
     """Nearest-rank percentile (q in 0..1) of unsorted values."""
     if not values:
         return None
@@ -84,7 +85,7 @@ def _pct(values: list[float], q: float) -> Optional[float]:
 
 
 def _summary(values: list[float], scale: float, unit: str) -> dict[str, Any]:
-    def r(v: Optional[float]) -> Optional[float]:
+    def r(v: float | None) -> float | None:
         return None if v is None else round(v * scale, 2)
     return {"count": len(values), f"p50_{unit}": r(_pct(values, 0.50)), f"p99_{unit}": r(_pct(values, 0.99)),
             f"max_{unit}": r(max(values) if values else None)}
@@ -100,10 +101,10 @@ class Expect:
     key: tuple[str, str, str]  # (order_id, rule, stage) as matched on the output
     publish_mono: float = 0.0
     publish_wall: float = 0.0
-    due_wall: Optional[float] = None  # deadlines: occurred_at + lateness (epoch seconds)
-    received_mono: Optional[float] = None
-    received_wall: Optional[float] = None
-    detail: Optional[str] = None      # e.g. the cancellation's decision code
+    due_wall: float | None = None  # deadlines: occurred_at + lateness (epoch seconds)
+    received_mono: float | None = None
+    received_wall: float | None = None
+    detail: str | None = None      # e.g. the cancellation's decision code
 
 
 @dataclass(order=True)
@@ -131,7 +132,7 @@ class Mix:
         self.orders = itertools.count(1)
         self.numbers = itertools.count(1)
         self.seq = itertools.count()
-        self.names, self.weights = zip(*self.WEIGHTS)
+        self.names, self.weights = zip(*self.WEIGHTS, strict=True)
         self.started: Counter[str] = Counter()
 
     # ids and numbers
@@ -151,16 +152,16 @@ class Mix:
     def invalid_number(self) -> tuple[str, str]:
         return "SF", f"SF{self.digits}{next(self.numbers):05d}"  # SF + 9 digits: fails SF[0-9A-Z]\d{12}
 
-    def recipient(self, city: Optional[tuple[str, str]] = None) -> dict:
+    def recipient(self, city: tuple[str, str] | None = None) -> dict:
         province, name_city = city or self.rng.choice(CITIES)
         return {"name": self.rng.choice(NAMES), "phone": f"13{self.rng.randrange(10**9):09d}",
                 "province": province, "city": name_city, "district": None,
                 "address": f"测试路 {self.rng.randrange(1, 999)} 号 {self.rng.randrange(1, 30)} 栋"}
 
     # event builders: each takes the publish instant (UTC) and returns the JSON value
-    def paid(self, order_id: str, shop: str, recipient: dict, *, remark: Optional[str] = None,
-             paid_shift: timedelta = timedelta(0), ship_by: Optional[Callable[[datetime], datetime]] = None,
-             platform: Optional[str] = None) -> Callable[[datetime], dict]:
+    def paid(self, order_id: str, shop: str, recipient: dict, *, remark: str | None = None,
+             paid_shift: timedelta = timedelta(0), ship_by: Callable[[datetime], datetime] | None = None,
+             platform: str | None = None) -> Callable[[datetime], dict]:
         platform = platform or self.rng.choice(PLATFORMS)
 
         def build(now: datetime) -> dict:
@@ -176,7 +177,7 @@ class Mix:
 
     @staticmethod
     def upload(order_id: str, shop: str, carrier: str, number: str, k: int,
-               at: Optional[Callable[[datetime], datetime]] = None) -> Callable[[datetime], dict]:
+               at: Callable[[datetime], datetime] | None = None) -> Callable[[datetime], dict]:
         def build(now: datetime) -> dict:
             return {"event_id": f"{order_id}-up{k}", "order_id": order_id, "shop_id": shop, "carrier": carrier,
                     "waybill_no": number, "uploaded_at": _iso(at(now) if at else now)}
@@ -207,7 +208,7 @@ class Mix:
         self.started[name] += 1
         return getattr(self, f"_{name}")(start)
 
-    def _express(self, order_id: str, shop: str, city: tuple[str, str], remark: Optional[str] = None):
+    def _express(self, order_id: str, shop: str, city: tuple[str, str], remark: str | None = None):
         recipient = self.recipient(city)
         return self.paid(order_id, shop, recipient, remark=remark)
 
@@ -440,7 +441,7 @@ class Run:
                 for record in records:
                     self._receive(record.topic, record.key, record.value, mono, wall)
 
-    def _receive(self, topic: str, key: Optional[bytes], value: bytes, mono: float, wall: float) -> None:
+    def _receive(self, topic: str, key: bytes | None, value: bytes, mono: float, wall: float) -> None:
         if topic == T.DEAD_LETTERS:
             self.dead_letters += 1
             return
@@ -636,20 +637,21 @@ class _Machine:
         self.t1 = psutil.cpu_times()
         self.load.append(os.getloadavg()[0])
 
-    def report(self) -> Optional[dict[str, Any]]:
+    def report(self) -> dict[str, Any] | None:
         if self.t0 is None or self.t1 is None:
             return None
         total = sum(self.t1) - sum(self.t0)
         idle = (self.t1.idle + getattr(self.t1, "iowait", 0)) - (self.t0.idle + getattr(self.t0, "iowait", 0))
         cores = os.cpu_count() or 1
-        return {"cores": cores, "busy_percent_of_one_core": round(100 * cores * (1 - idle / total), 1) if total else None,
+        return {"cores": cores,
+                "busy_percent_of_one_core": round(100 * cores * (1 - idle / total), 1) if total else None,
                 "loadavg_1m_start_end": [round(x, 2) for x in self.load]}
 
 
 class _Cpu:
     """CPU seconds of a process and its children between start() and stop()."""
 
-    def __init__(self, pid: Optional[int], children: bool = True) -> None:
+    def __init__(self, pid: int | None, children: bool = True) -> None:
         import psutil
         self.proc = psutil.Process(pid) if pid else None
         self.children = children  # not for this process: the broker and the worker may be its children
@@ -672,7 +674,7 @@ class _Cpu:
     def stop(self) -> None:
         self.end, self.t1 = self._total(), time.monotonic()
 
-    def report(self) -> Optional[dict[str, float]]:
+    def report(self) -> dict[str, float] | None:
         if self.proc is None or self.t1 <= self.t0:
             return None
         used = self.end - self.begin
@@ -683,9 +685,9 @@ def measure(broker: Any, workdir: Path, rate: float, seconds: float = 30.0, *,
             deadline_orders: int = 40, warmup: float = WARMUP_S, grace: float = GRACE_S,
             transport_floor: bool = True) -> dict[str, Any]:
     """Start a wall-clock worker on `broker`, run the load, return the latency numbers (JSON-ready)."""
-    from processors.config import load_rules
-    from streams.kafka.embedded import free_port
     from streams.cli.supervise import WorkerProcess
+    from streams.kafka.embedded import free_port
+    from streams.rules_file import load_rules
 
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -787,7 +789,7 @@ def summary(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.latency", description=__doc__.split("\n")[0])
     parser.add_argument("--rate", type=float, default=1000.0, help="events per second (default 1000)")
     parser.add_argument("--seconds", type=float, default=30.0, help="duration of the load (default 30)")

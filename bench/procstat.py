@@ -15,7 +15,6 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
-from typing import Optional
 
 import psutil
 
@@ -52,10 +51,10 @@ class ProcStat:
         self._reaped = 0.0  # root's children_user + children_system
         self.peak_rss = 0  # bytes
         self.peak_hwm = 0  # bytes
-        self.last: Optional[Sample] = None
+        self.last: Sample | None = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._thread: Optional[threading.Thread] = None
+        self._thread: threading.Thread | None = None
 
     def sample(self) -> Sample:
         """Read the tree now; after the root exited, the last reading (with its time)."""
@@ -86,7 +85,7 @@ class ProcStat:
         """Peak RSS of the tree in MB (10^6 bytes)."""
         return max(self.peak_rss, self.peak_hwm) / 1e6
 
-    def start(self) -> "ProcStat":
+    def start(self) -> ProcStat:
         """Sample in a background thread until `stop()` or the root's exit."""
         def loop() -> None:
             while not self._stop.is_set():

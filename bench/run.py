@@ -40,9 +40,9 @@ import sys
 import tempfile
 import time
 import traceback
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from bench.throughput import BenchFailed, say
 
@@ -86,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
 # -- machine facts ------------------------------------------------------------------------------
 
 
-def _version(dist: str) -> Optional[str]:
+def _version(dist: str) -> str | None:
     from importlib import metadata
 
     try:
@@ -204,7 +204,8 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
     for key, label in (("c_vs_reference", "one worker"), ("c2_vs_reference", "two workers")):
         same = checks.get(key)
         if same:
-            fields = {f: n for entry in same["per_topic"].values() for f, n in entry.get("differing_fields", {}).items()}
+            fields = {f: n for entry in same["per_topic"].values()
+                      for f, n in entry.get("differing_fields", {}).items()}
             lines.append(f"{label}: full records {'equal to' if same['ok'] else 'DIFFERENT from'} the "
                          "one-record-at-a-time reference" + (f" (fields: {fields})" if fields else "") + ".")
     if "c2_vs_c" in checks and not checks["c2_vs_c"]["ok"]:
@@ -233,7 +234,7 @@ def run_module(name: str, workdir: Path, **kwargs: Any) -> dict[str, Any]:
 
     try:
         module = importlib.import_module(f"bench.{name}")
-        measure = getattr(module, "measure")
+        measure = module.measure
     except ModuleNotFoundError as exc:
         if exc.name == f"bench.{name}":
             return {"status": "not run", "reason": f"bench/{name}.py does not exist yet"}
@@ -256,7 +257,7 @@ def run_module(name: str, workdir: Path, **kwargs: Any) -> dict[str, Any]:
     return {"status": "ok", "seconds": round(time.monotonic() - began, 1), "result": value}
 
 
-def _previous_rate(out: Path) -> Optional[float]:
+def _previous_rate(out: Path) -> float | None:
     try:
         latest = json.loads((out / "latest.json").read_text())
         return float(latest["throughput"]["rows"]["c"]["events_per_s"])
@@ -286,7 +287,7 @@ def _interrupt(*_: object) -> None:
     raise KeyboardInterrupt
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     parts = [p.strip() for p in args.only.split(",") if p.strip()]
     unknown = [p for p in parts if p not in PARTS]
@@ -300,13 +301,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     began = time.monotonic()
     result: dict[str, Any] = {
-        "started_at": datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
+        "started_at": datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
         "command": "python -m bench.run " + " ".join(argv if argv is not None else sys.argv[1:]),
         "parts": parts, "machine": machine_facts(), "workdir": str(workdir),
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
     }
     say(f"bench: parts {', '.join(parts)}; work directory {workdir}")
-    failure: Optional[str] = None
+    failure: str | None = None
     try:
         if "throughput" in parts:
             from bench import throughput

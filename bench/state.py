@@ -33,7 +33,6 @@ import argparse
 import asyncio
 import gc
 import json
-import os
 import re
 import shutil
 import statistics
@@ -43,9 +42,10 @@ import time
 import tracemalloc
 import uuid
 from collections import Counter
+from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
 import orjson
 
@@ -113,14 +113,14 @@ def _table_counts(engine: Any) -> dict[str, int]:
 def realistic(workdir: Path, orders: int = 3000, days: int = 3, seed: int = 5) -> dict[str, Any]:
     """Steps 1 and 2. Returns the report plus (under "_templates") encoded open and closed states."""
     from processors import order as order_rules
-    from processors.config import load_rules
     from processors.order import Context
     from schemas.state import OrderState, WaybillState
     from schemas.types import parse_time
     from simulator import output
     from simulator.generator import SimulationConfig, generate
-    from streams.inprocess.engine import InProcessEngine
     from streams.cli.replay import parse_line
+    from streams.inprocess.engine import InProcessEngine
+    from streams.rules_file import load_rules
     from streams.runtime.serde import StateCodec
 
     config = SimulationConfig(orders=orders, days=days, seed=seed)
@@ -225,9 +225,9 @@ def _admin(broker: Any) -> Any:
 
 
 def _create_topics(broker: Any, app_id: str) -> None:
+    from streams.config import load_settings
     from streams.kafka import compat
     from streams.kafka.admin import ensure_topics
-    from streams.config import load_settings
 
     settings = load_settings({"SHIPGUARD_BROKER": broker.url, "SHIPGUARD_APP_ID": app_id,
                               "SHIPGUARD_PARTITIONS": str(PARTITIONS)})
@@ -311,11 +311,11 @@ def _memory(pid: int) -> dict[str, int]:
     return totals
 
 
-def _log_seconds(text: str, start_mark: str, end_mark: str) -> Optional[float]:
+def _log_seconds(text: str, start_mark: str, end_mark: str) -> float | None:
     """Seconds between the first log lines holding each mark (the worker's own timestamps)."""
     from datetime import datetime
 
-    def when(mark: str) -> Optional[datetime]:
+    def when(mark: str) -> datetime | None:
         for line in text.splitlines():
             if mark in line:
                 found = LOG_TIME_RE.search(line)
@@ -334,8 +334,8 @@ def _dir_bytes(path: Path) -> int:
 def _run_worker(broker: Any, workdir: Path, app_id: str, store: str, data_dir: Path, expected: int,
                 label: str, settle: float = 3.0) -> dict[str, Any]:
     """Start a worker, wait until ready, measure, stop it. Failures are reported, not raised."""
-    from streams.kafka.embedded import free_port
     from streams.cli.supervise import WorkerFailed, WorkerProcess
+    from streams.kafka.embedded import free_port
 
     log_path = workdir / f"{app_id}-{store}-{label}.log"
     worker = WorkerProcess(broker.url, log_path, clock="event", app_id=app_id, web_port=free_port(),
@@ -384,7 +384,7 @@ def _fit(points: list[tuple[int, float]], unit: float = 1.0) -> dict[str, Any]:
     b = sum((x - mx) * (y - my) for x, y in points) / sxx if sxx else 0.0
     a = my - b * mx
     steps = [{"from": x0, "to": x1, "per_order": round((y1 - y0) / (x1 - x0) * unit, 1)}
-             for (x0, y0), (x1, y1) in zip(points, points[1:]) if x1 > x0]
+             for (x0, y0), (x1, y1) in zip(points, points[1:], strict=False) if x1 > x0]
     compared = [st for st in steps if st["from"] > 0] if sum(st["from"] > 0 for st in steps) >= 2 else steps
     spread = (max(st["per_order"] for st in compared) / min(st["per_order"] for st in compared) - 1
               if len(compared) >= 2 and min(st["per_order"] for st in compared) > 0 else None)
@@ -402,7 +402,7 @@ def _enough_memory(estimate: float) -> tuple[bool, int]:
     return estimate < 0.7 * available, available
 
 
-def _broker_rss(broker: Any) -> Optional[int]:
+def _broker_rss(broker: Any) -> int | None:
     pid = getattr(broker, "pid", None)
     return _memory(pid)["rss"] if pid else None
 
@@ -452,7 +452,7 @@ def _size_run(broker: Any, workdir: Path, size: int, templates: list[bytes], sto
 
 
 def measure(broker: Any, workdir: Path, sizes: Sequence[int] = (10_000, 100_000, 1_000_000),
-            stores: Sequence[str] = ("memory", "rocksdb"), closed_size: Optional[int] = 100_000,
+            stores: Sequence[str] = ("memory", "rocksdb"), closed_size: int | None = 100_000,
             progress: Any = None) -> dict[str, Any]:
     """Every measurement of this module against a started EmbeddedBroker; see the module docstring."""
     progress = progress or (lambda text: print(text, file=sys.stderr, flush=True))
@@ -520,7 +520,7 @@ def _points(workers: list[dict[str, Any]], store: str, field: str = "rss",
 # the table
 
 
-def _mb(value: Optional[int]) -> str:
+def _mb(value: int | None) -> str:
     return f"{value / 1e6:,.0f}" if value else "-"
 
 
@@ -581,7 +581,7 @@ def format_report(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.state", description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="10000,100000,1000000", help="open orders per run, comma separated")
     parser.add_argument("--stores", default="memory,rocksdb", help="memory, rocksdb or both")

@@ -58,10 +58,11 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 import psutil
 
@@ -162,7 +163,7 @@ class Offsets:
 
 
 def read_records(bootstrap: str, topic: str, start: dict[int, int], end: dict[int, int],
-                 timeout: float = 60.0) -> list[tuple[Optional[bytes], bytes]]:
+                 timeout: float = 60.0) -> list[tuple[bytes | None, bytes]]:
     """(key, value) of every record of `topic` from `start` to `end` (per partition), in partition order."""
     from kafka import KafkaConsumer, TopicPartition
 
@@ -176,7 +177,7 @@ def read_records(bootstrap: str, topic: str, start: dict[int, int], end: dict[in
         consumer.assign(list(tps.values()))
         for p, (s, _) in wanted.items():
             consumer.seek(tps[p], s)
-        got: dict[int, list[tuple[Optional[bytes], bytes]]] = {p: [] for p in wanted}
+        got: dict[int, list[tuple[bytes | None, bytes]]] = {p: [] for p in wanted}
         deadline = time.monotonic() + timeout
         pending = set(wanted)
         while pending:
@@ -221,7 +222,7 @@ class Contender:
     def expected_pids(self) -> int:
         return 1
 
-    def failure(self) -> Optional[str]:
+    def failure(self) -> str | None:
         """Why it failed (exited, not ready), or None while it runs."""
         raise NotImplementedError
 
@@ -239,7 +240,7 @@ class Subprocess(Contender):
                  writes: tuple[str, ...]) -> None:
         self.name, self.group, self.command, self.log_path, self.env = name, group, command, log_path, env
         self.writes = writes
-        self.process: Optional[subprocess.Popen] = None
+        self.process: subprocess.Popen | None = None
 
     def start(self) -> None:
         with open(self.log_path, "ab") as log:
@@ -249,7 +250,7 @@ class Subprocess(Contender):
     def pids(self) -> list[int]:
         return [self.process.pid] if self.process else []
 
-    def failure(self) -> Optional[str]:
+    def failure(self) -> str | None:
         if self.process is not None and self.process.poll() is not None:
             return f"{self.name} exited with {self.process.returncode}"
         return None
@@ -278,8 +279,8 @@ class Workers(Contender):
     """`n` shipguard workers (clock=event) in one group, started together (in threads: start() blocks)."""
 
     def __init__(self, name: str, broker_url: str, app_id: str, workdir: Path, n: int) -> None:
-        from streams.kafka.embedded import free_port
         from streams.cli.supervise import WorkerProcess
+        from streams.kafka.embedded import free_port
 
         self.name, self.group, self.n = name, app_id, n
         self.workers = [WorkerProcess(broker_url, workdir / f"{app_id}-{i}.log", clock="event", app_id=app_id,
@@ -309,10 +310,10 @@ class Workers(Contender):
     def pids(self) -> list[int]:
         return [w.process.pid for w in self.workers if w.process is not None]
 
-    def ready_after(self) -> list[Optional[float]]:
+    def ready_after(self) -> list[float | None]:
         return [w.ready_after for w in self.workers]
 
-    def failure(self) -> Optional[str]:
+    def failure(self) -> str | None:
         if self.errors:
             return "; ".join(e.splitlines()[0] for e in self.errors)
         for i, w in enumerate(self.workers):
@@ -347,7 +348,7 @@ class Measurement:
     broker_cpu_s_per_1k: float
     started_after_s: float  # from spawn to t_first (start-up, group join)
     inputs_committed_s: float  # t_first -> every input committed
-    output_complete_s: Optional[float] = None  # t_first -> output topic complete (passthroughs)
+    output_complete_s: float | None = None  # t_first -> output topic complete (passthroughs)
     processes: int = 1
     peak_rss_mb_each: list[float] = field(default_factory=list)
     progress_seen_by: str = ""
@@ -363,7 +364,7 @@ class Measurement:
 
 
 def watch(contender: Contender, offsets: Offsets, input_ends: dict[tuple[str, int], int],
-          broker_pid: Optional[int], timeout: float, expect_output: Optional[int] = None) -> Measurement:
+          broker_pid: int | None, timeout: float, expect_output: int | None = None) -> Measurement:
     """Start `contender`, measure it as the module docstring says, stop it; BenchFailed on failure."""
     events = sum(input_ends.values())
     inputs = set(input_ends)
@@ -417,11 +418,11 @@ def watch(contender: Contender, offsets: Offsets, input_ends: dict[tuple[str, in
         # t_first is this poll; the CPU baseline the one before it, so the window's CPU is all in.
         t_first, t_cpu_first, cpu_first, broker_first, other_first = now[0], *previous
         # t_last on the inputs (and the output topic's completion for the passthroughs)
-        output_done: Optional[float] = None
+        output_done: float | None = None
         timeline: list[list[float]] = []
         next_point = t_first
 
-        def record(now: tuple, committed: dict, ends: Optional[dict] = None) -> None:
+        def record(now: tuple, committed: dict, ends: dict | None = None) -> None:
             """Every TIMELINE_S: [s since t_first, inputs left, internal records left, internal records written]."""
             nonlocal next_point
             if now[0] < next_point:
@@ -525,8 +526,8 @@ def simulate(workdir: Path, orders: int, days: int, seed: int, duplicate_share: 
 
 def publish(bootstrap: str, offsets: Offsets, events: Path, labels: Path, simulate_seconds: float) -> Stream:
     """Create the contract topics (8 partitions) and publish the stream once, in order."""
-    from streams.kafka import admin
     from streams.cli.replay import replay
+    from streams.kafka import admin
 
     admin.ensure_topics(bootstrap, T.CONTRACT_TOPICS, PARTITIONS)
     report = replay(events, [bootstrap], PARTITIONS, progress=False)
@@ -541,7 +542,7 @@ def publish(bootstrap: str, offsets: Offsets, events: Path, labels: Path, simula
 # -- checking the worker's outputs ----------------------------------------------------------------
 
 
-def canonical(key: Optional[bytes], value: bytes) -> tuple[Optional[bytes], bytes]:
+def canonical(key: bytes | None, value: bytes) -> tuple[bytes | None, bytes]:
     import orjson
 
     try:
@@ -663,9 +664,9 @@ def reference_outputs(events: Path) -> dict[str, list[tuple]]:
     `streams.inprocess.engine.InProcessEngine` with the worker's rules and PII salt (what a worker with
     the default environment uses), in this process.
     """
-    from processors.config import load_rules
     from streams.config import load_settings
     from streams.inprocess.engine import InProcessEngine
+    from streams.rules_file import load_rules
 
     engine = InProcessEngine(load_rules(), partitions=PARTITIONS, salt=load_settings().pii_salt)
     asyncio.run(engine.run_file(events))
@@ -688,7 +689,7 @@ def run(broker: Any, workdir: Path, result: dict[str, Any], *, orders: int, days
     run_id = uuid.uuid4().hex[:6]
     timings: dict[str, float] = {}
     result.update({"rows": {}, "checks": {}, "timings": timings})
-    offsets: Optional[Offsets] = None
+    offsets: Offsets | None = None
     try:
         log(f"simulating {orders} orders over {days} days (seed {seed}, duplicates {duplicate_share})")
         events_path, labels_path, sim_s = simulate(workdir, orders, days, seed, duplicate_share)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from processors import order as rules
-from processors.config import load_rules
 from processors.order import Context
 from processors.waybill import scan_fact
 from schemas.internal import OtherUpload, ScansForOrder
+from streams.rules_file import load_rules
 from tests.factories import order_paid
 
 CTX = Context(rules=load_rules(), salt="s")

@@ -18,7 +18,7 @@ import socket
 import struct
 import threading
 import time
-from typing import Iterable, Optional
+from collections.abc import Iterable
 
 HOST = "127.0.0.1"
 #: size (int32), api key (int16), api version (int16), correlation id (int32), client id length (int16)
@@ -38,9 +38,9 @@ class TcpProxy:
         self._down = False
         self._links: set[_Link] = set()
         self._tasks: set[asyncio.Task] = set()
-        self._loop: Optional[asyncio.AbstractEventLoop] = None
-        self._thread: Optional[threading.Thread] = None
-        self._server: Optional[asyncio.base_events.Server] = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._server: asyncio.base_events.Server | None = None
 
     @property
     def bootstrap(self) -> str:
@@ -60,7 +60,7 @@ class TcpProxy:
     def open_connections(self) -> int:
         return len(self._links)
 
-    def start(self) -> "TcpProxy":
+    def start(self) -> TcpProxy:
         """Listen and forward; returns once the port is bound."""
         if self._thread is not None:
             raise RuntimeError("this proxy is already started")
@@ -98,7 +98,7 @@ class TcpProxy:
             self.up()
         return dropped
 
-    def __enter__(self) -> "TcpProxy":
+    def __enter__(self) -> TcpProxy:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -180,7 +180,7 @@ class TcpProxy:
 class _Link:
     """One client connection and its upstream connection."""
 
-    def __init__(self, client_id: Optional[str], client: asyncio.StreamWriter, upstream: asyncio.StreamWriter):
+    def __init__(self, client_id: str | None, client: asyncio.StreamWriter, upstream: asyncio.StreamWriter):
         self.client_id, self.client, self.upstream = client_id, client, upstream
 
     def reset(self) -> None:
@@ -192,7 +192,7 @@ class _Link:
         self.upstream.close()
 
 
-async def _first_header(reader: asyncio.StreamReader) -> tuple[bytes, Optional[str]]:
+async def _first_header(reader: asyncio.StreamReader) -> tuple[bytes, str | None]:
     """The first request's bytes up to the end of its client id, and that id (None if null)."""
     head = await reader.readexactly(_HEADER.size)
     length = _HEADER.unpack(head)[-1]

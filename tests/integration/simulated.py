@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from simulator.cli import add_arguments, run as simulate
+from simulator.cli import add_arguments
+from simulator.cli import run as simulate
 
 
 def simulated_stream(directory: Path, *flags: str) -> tuple[Path, Path]:

@@ -74,7 +74,8 @@ def test_shipguard_broker_creates_every_topic_and_stops_on_a_signal_leaving_no_p
     python_env: dict[str, str], stop_signal: signal.Signals
 ) -> None:
     port = free_port()
-    code = f"import sys; from streams.cli.broker import run_broker_cli; sys.exit(run_broker_cli({port}, 8, 'shipguard'))"
+    code = ("import sys; from streams.cli.broker import run_broker_cli; "
+            f"sys.exit(run_broker_cli({port}, 8, 'shipguard'))")
     cli = subprocess.Popen(
         [sys.executable, "-c", code], env=python_env,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -100,7 +101,8 @@ def test_shipguard_broker_creates_every_topic_and_stops_on_a_signal_leaving_no_p
 def test_shipguard_broker_on_a_taken_port_exits_with_code_2_and_says_why(
     broker: EmbeddedBroker, python_env: dict[str, str]
 ) -> None:
-    code = f"import sys; from streams.cli.broker import run_broker_cli; sys.exit(run_broker_cli({broker.port}, 8, 'shipguard'))"
+    code = ("import sys; from streams.cli.broker import run_broker_cli; "
+            f"sys.exit(run_broker_cli({broker.port}, 8, 'shipguard'))")
 
     result = subprocess.run(
         [sys.executable, "-c", code], env=python_env, capture_output=True, text=True, timeout=30

@@ -22,13 +22,13 @@ from collections import Counter
 
 import pytest
 
-from processors.config import load_rules
 from schemas.outputs import identity
-from streams.kafka.admin import end_offsets
-from streams.kafka.embedded import EmbeddedBroker, free_port
-from streams.inprocess.engine import InProcessEngine
 from streams.cli.replay import replay
 from streams.cli.supervise import WorkerProcess, read_topic, wait_idle
+from streams.inprocess.engine import InProcessEngine
+from streams.kafka.admin import end_offsets
+from streams.kafka.embedded import EmbeddedBroker, free_port
+from streams.rules_file import load_rules
 from tests.integration.proxy import TcpProxy
 from tests.integration.simulated import simulated_stream as simulated_stream_files
 
@@ -46,7 +46,9 @@ IDENTITY = {topic: (lambda r, topic=topic: identity(topic, r))
 
 def simulated_stream(tmp_path):
     """A shop stream and its two halves (the second ends with the closing tick)."""
-    events, _ = simulated_stream_files(tmp_path, "--orders", "400", "--days", "5", "--seed", "11", "--cancel-share", "0.1")
+    events, _ = simulated_stream_files(
+        tmp_path, "--orders", "400", "--days", "5", "--seed", "11", "--cancel-share", "0.1"
+    )
     lines = events.read_text(encoding="utf-8").splitlines(keepends=True)
     first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
     first.write_text("".join(lines[: len(lines) // 2]), encoding="utf-8")

@@ -9,19 +9,19 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator, TypeVar
+from typing import TypeVar
 
 import faust
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from streams.kafka import admin
-from streams.kafka import compat, offsets, overrides
-from streams.kafka.embedded import EmbeddedBroker
 from streams.config import Settings, load_settings
+from streams.kafka import admin, compat, offsets, overrides
+from streams.kafka.embedded import EmbeddedBroker
 from streams.topics import all_topics
 
 pytestmark = pytest.mark.integration
@@ -137,7 +137,8 @@ def test_a_faust_table_recovers_every_value_with_the_fix_and_misses_the_last_bat
     def worker(name: str, mode: str, fix: bool) -> subprocess.Popen[bytes]:
         env = {
             **python_env, "PROBE_MODE": mode, "PROBE_FIX": "1" if fix else "0", "PROBE_APP_ID": f"probe-{name}",
-            "PROBE_BROKER": broker.url, "PROBE_DATA_DIR": str(tmp_path / name), "PROBE_OUT": str(tmp_path / f"{name}.json"),
+            "PROBE_BROKER": broker.url, "PROBE_DATA_DIR": str(tmp_path / name),
+            "PROBE_OUT": str(tmp_path / f"{name}.json"),
         }
         with open(tmp_path / f"{name}.log", "wb") as log:
             return subprocess.Popen(
@@ -378,7 +379,8 @@ def test_the_fetch_wait_fix_gives_fausts_worker_consumer_a_short_fetch_wait_and_
     overrides.uninstall_fetch_wait_fix()
     try:
         assert asyncio.run(worker_consumer_wait()) == 1500  # Faust's hard-coded wait
-        assert overrides.install_fetch_wait_fix(compat.EMBEDDED_FETCH_MAX_WAIT_MS) is True and overrides.install_fetch_wait_fix(compat.EMBEDDED_FETCH_MAX_WAIT_MS) is False
+        assert (overrides.install_fetch_wait_fix(compat.EMBEDDED_FETCH_MAX_WAIT_MS) is True
+                and overrides.install_fetch_wait_fix(compat.EMBEDDED_FETCH_MAX_WAIT_MS) is False)
         assert asyncio.run(worker_consumer_wait()) == compat.EMBEDDED_FETCH_MAX_WAIT_MS
     finally:
         assert overrides.uninstall_fetch_wait_fix() is True

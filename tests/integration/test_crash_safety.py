@@ -17,18 +17,24 @@ import random
 import threading
 import time
 from collections import Counter
-from typing import Optional
 
 import pytest
 
 from schemas.outputs import identity
 from simulator.check import compare
-from streams.kafka import admin
 from streams import topics as T
-from streams.kafka.embedded import EmbeddedBroker, free_port
 from streams.cli.replay import replay
-from streams.cli.supervise import (WorkerFailed, WorkerProcess, consumed_topics, group_lag, lagging, read_topic,
-                               wait_idle_or_stalled)
+from streams.cli.supervise import (
+    WorkerFailed,
+    WorkerProcess,
+    consumed_topics,
+    group_lag,
+    lagging,
+    read_topic,
+    wait_idle_or_stalled,
+)
+from streams.kafka import admin
+from streams.kafka.embedded import EmbeddedBroker, free_port
 from tests.integration.simulated import simulated_stream
 
 pytestmark = [pytest.mark.integration, pytest.mark.alone]
@@ -55,7 +61,7 @@ def repeated(outputs: dict[str, list[dict]]) -> dict[str, list[tuple[str, int]]]
     return {topic: [(key, n) for key, n in count.items() if n > 1] for topic, count in counts.items()}
 
 
-def assert_exactly_the_labels(outputs: dict[str, list[dict]], labels: dict, behind: Optional[dict] = None) -> None:
+def assert_exactly_the_labels(outputs: dict[str, list[dict]], labels: dict, behind: dict | None = None) -> None:
     """Nothing twice, the worker got to the end of its input, and nothing missing or extra."""
     twice = repeated(outputs)
     assert not any(twice.values()), f"emitted more than once: { {t: v[:5] for t, v in twice.items() if v} }"

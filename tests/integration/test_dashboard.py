@@ -10,21 +10,21 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
-from datetime import datetime, timedelta, timezone
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any
 
 import pytest
 
+from streams.cli.supervise import read_topic, stop_group
 from streams.kafka import admin
 from streams.kafka.embedded import EmbeddedBroker, free_port
-from streams.cli.supervise import read_topic, stop_group
 
 pytestmark = pytest.mark.integration
 
@@ -36,7 +36,7 @@ TOPICS = ("violation-warnings", "cancellation-outcomes", "shop-alerts")
 class DashboardProcess:
     """A `shipguard dashboard` subprocess on a free port, with its own log file."""
 
-    def __init__(self, broker_url: str, log_path: Path, *, token: Optional[str] = None, hours: float = 24,
+    def __init__(self, broker_url: str, log_path: Path, *, token: str | None = None, hours: float = 24,
                  clock: str = "event", app_id: str = "shipguard-it") -> None:
         self.port = free_port()
         self.token = token
@@ -48,13 +48,13 @@ class DashboardProcess:
                     "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)}
         if token:
             self.env["SHIPGUARD_DASHBOARD_TOKEN"] = token  # not on the command line: `ps` shows that
-        self.process: Optional[subprocess.Popen] = None
+        self.process: subprocess.Popen | None = None
 
     @property
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 30.0) -> "DashboardProcess":
+    def start(self, timeout: float = 30.0) -> DashboardProcess:
         """Spawn it and wait until /healthz says its reader is live (caught up with the topics)."""
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(self.command, env=self.env, stdout=log, stderr=subprocess.STDOUT,
@@ -92,18 +92,18 @@ class DashboardProcess:
         except FileNotFoundError:
             return ""
 
-    def stop(self, grace: float = 10.0) -> Optional[int]:
+    def stop(self, grace: float = 10.0) -> int | None:
         """SIGTERM the process group, SIGKILL after `grace`; returns the exit code."""
         return stop_group(self.process, grace)
 
-    def __enter__(self) -> "DashboardProcess":
+    def __enter__(self) -> DashboardProcess:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
 
-def request(url: str, token: Optional[str] = None, header: bool = True) -> tuple[int, dict[str, str], bytes]:
+def request(url: str, token: str | None = None, header: bool = True) -> tuple[int, dict[str, str], bytes]:
     """GET `url` (token as Bearer header, or as ?token= when header is False): status, headers, body."""
     if token and not header:
         url += ("&" if "?" in url else "?") + "token=" + token
@@ -115,7 +115,7 @@ def request(url: str, token: Optional[str] = None, header: bool = True) -> tuple
         return error.code, dict(error.headers), error.read()
 
 
-def get_json(url: str, token: Optional[str] = None) -> dict[str, Any]:
+def get_json(url: str, token: str | None = None) -> dict[str, Any]:
     status, _, body = request(url, token)
     if status != 200:
         raise ValueError(f"{url}: HTTP {status}")
@@ -123,11 +123,11 @@ def get_json(url: str, token: Optional[str] = None) -> dict[str, Any]:
 
 
 def iso(at: datetime) -> str:
-    return at.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def warning(order: str, stage: str, at: datetime, *, rule: str = "SHIP_OVERDUE", shop: str = "shopD",
-            deadline: Optional[datetime] = None) -> dict[str, Any]:
+            deadline: datetime | None = None) -> dict[str, Any]:
     return {"warning_id": f"W-{order}-{rule}", "order_id": order, "shop_id": shop, "platform": "douyin",
             "rule": rule, "stage": stage, "severity": "medium", "occurred_at": iso(at),
             "deadline": iso(deadline) if deadline else None, "waybill_no": None,
@@ -155,7 +155,7 @@ def publish(bootstrap: str, records: list[tuple[str, str, dict[str, Any]]], age:
         producer.close()
 
 
-EVENT_TIME = datetime(2026, 3, 1, 10, 0, tzinfo=timezone.utc)
+EVENT_TIME = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")
@@ -168,8 +168,10 @@ def setup(tmp_path_factory) -> Iterator[dict[str, Any]]:
                                                                         deadline=EVENT_TIME + timedelta(hours=6)))],
                 age=timedelta(hours=30))
         publish(broker.bootstrap, [
-            ("violation-warnings", "D1", warning("D1", "WARNING", EVENT_TIME, deadline=EVENT_TIME + timedelta(hours=6))),
-            ("violation-warnings", "D2", warning("D2", "WARNING", EVENT_TIME, deadline=EVENT_TIME + timedelta(hours=2))),
+            ("violation-warnings", "D1",
+             warning("D1", "WARNING", EVENT_TIME, deadline=EVENT_TIME + timedelta(hours=6))),
+            ("violation-warnings", "D2",
+             warning("D2", "WARNING", EVENT_TIME, deadline=EVENT_TIME + timedelta(hours=2))),
             ("cancellation-outcomes", "D3", outcome("D3", "IN_TRANSIT", "REJECTED", EVENT_TIME)),
         ])
         with DashboardProcess(broker.url, tmp / "dashboard.log", token=TOKEN, hours=24) as dashboard:
@@ -215,8 +217,10 @@ def test_events_streams_the_state_first_then_each_new_record_as_it_is_published(
         assert response.status == 200 and response.getheader("Content-Type").startswith("text/event-stream")
         first = next_event(response)
         assert first[0] == "state" and first[1]["records"] >= 3 and "feed" in first[1]
-        publish(broker.bootstrap, [("violation-warnings", "D4", warning("D4", "VIOLATION", EVENT_TIME + timedelta(hours=2))),
-                                   ("violation-warnings", "D2", warning("D2", "VIOLATION", EVENT_TIME + timedelta(hours=2)))])
+        publish(broker.bootstrap, [
+            ("violation-warnings", "D4", warning("D4", "VIOLATION", EVENT_TIME + timedelta(hours=2))),
+            ("violation-warnings", "D2", warning("D2", "VIOLATION", EVENT_TIME + timedelta(hours=2))),
+        ])
         seen: set[str] = set()
         deadline = time.monotonic() + 15
         while not {"D4", "D2"} <= seen and time.monotonic() < deadline:

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from streams.kafka.embedded import EmbeddedBroker, free_port
 from streams.cli.supervise import WorkerProcess, wait_idle
+from streams.kafka.embedded import EmbeddedBroker, free_port
 from tests.integration.test_dashboard import DashboardProcess, get_json
 
 pytestmark = pytest.mark.integration
@@ -48,7 +48,8 @@ def scenario(tmp: Path) -> Path:
                     "--out", str(events), "--labels", str(labels)], check=True, capture_output=True, timeout=60,
                    cwd=REPO)
     kept = [line for line in events.read_text(encoding="utf-8").splitlines()
-            if line and json.loads(line)["topic"] != "clock-ticks" and datetime.fromisoformat(json.loads(line)["at"]) < CUT]
+            if line and json.loads(line)["topic"] != "clock-ticks"
+            and datetime.fromisoformat(json.loads(line)["at"]) < CUT]
     tick = {"topic": "clock-ticks", "value": {"at": CUT.isoformat()}}
     cut = tmp / "week-cut.jsonl"
     cut.write_text("\n".join(kept + [json.dumps(tick)]) + "\n", encoding="utf-8")

@@ -14,15 +14,15 @@ from collections import Counter
 
 import pytest
 
-from processors.config import load_rules
-from streams.kafka import admin
 from streams import topics as T
-from streams.kafka.embedded import EmbeddedBroker, free_port
-from streams.inprocess.engine import InProcessEngine
 from streams.cli.replay import replay
 from streams.cli.supervise import WorkerProcess, consumed_topics, group_lag, lagging, read_topic, wait_idle_or_stalled
-from tests.integration.test_crash_safety import OUTPUT_TOPICS, repeated
+from streams.inprocess.engine import InProcessEngine
+from streams.kafka import admin
+from streams.kafka.embedded import EmbeddedBroker, free_port
+from streams.rules_file import load_rules
 from tests.integration.simulated import simulated_stream
+from tests.integration.test_crash_safety import OUTPUT_TOPICS, repeated
 
 pytestmark = [pytest.mark.integration, pytest.mark.alone]
 APP_ID = "shipguard-failover"
@@ -63,7 +63,8 @@ def test_the_surviving_worker_takes_over_a_killed_workers_partitions_and_the_out
             a.kill()
             assert 0 < lag < total + 10_000, f"killed at lag {lag}: not mid-stream"
             idle = wait_idle_or_stalled(bootstrap, APP_ID, timeout=90, stall=30)
-            behind = {} if idle else lagging(bootstrap, APP_ID, consumed_topics(APP_ID)) or {"output topics": "still growing"}
+            behind = {} if idle else (lagging(bootstrap, APP_ID, consumed_topics(APP_ID))
+                                      or {"output topics": "still growing"})
             took_over = re.findall(r"outboxes checked partitions=(\d+)", b.log_text())
             assert took_over and int(took_over[-1]) == 8, f"the survivor did not take all 8 partitions: {took_over}"
             got = {topic: read_topic(bootstrap, topic) for topic in OUTPUT_TOPICS}
@@ -83,7 +84,7 @@ def test_the_surviving_worker_takes_over_a_killed_workers_partitions_and_the_out
 def _kinds(records: list[dict], other: list[dict]) -> dict[str, int]:
     """How many of `records` are not in `other`, by rule (or metric, or decision) and stage."""
     rest = set(canonical(other))
-    missing = [r for r, text in zip(records, map(canonical_one, records)) if text not in rest]
+    missing = [r for r, text in zip(records, map(canonical_one, records), strict=True) if text not in rest]
     return dict(Counter(f"{r.get('rule') or r.get('metric') or r.get('decision')} {r.get('stage', '')}".strip()
                         for r in missing))
 

@@ -6,11 +6,11 @@ import orjson
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
-from streams.kafka import admin
 from streams import topics as T
-from streams.kafka.embedded import EmbeddedBroker, free_port
 from streams.cli.replay import replay
 from streams.cli.supervise import WorkerProcess, wait_idle
+from streams.kafka import admin
+from streams.kafka.embedded import EmbeddedBroker, free_port
 from tests.integration.simulated import simulated_stream
 
 pytestmark = pytest.mark.integration
@@ -48,7 +48,8 @@ def test_no_output_feed_changelog_or_log_line_holds_a_recipients_name_phone_or_a
     with EmbeddedBroker() as broker:
         bootstrap = [broker.bootstrap]
         log = tmp_path / "worker.log"
-        with WorkerProcess(broker.url, log, app_id=APP_ID, web_port=free_port(), extra_env={"SHIPGUARD_LOG_LEVEL": "debug"}):
+        with WorkerProcess(broker.url, log, app_id=APP_ID, web_port=free_port(),
+                           extra_env={"SHIPGUARD_LOG_LEVEL": "debug"}):
             replay(events, bootstrap, 8, progress=False)
             wait_idle(bootstrap, APP_ID, timeout=120)
         written = T.OUTPUT_TOPICS + T.internal_topics(APP_ID) + tuple(

@@ -5,11 +5,11 @@ import re
 
 import pytest
 
-from processors.config import load_rules
-from streams.kafka.embedded import EmbeddedBroker, free_port
-from streams.inprocess.engine import InProcessEngine
 from streams.cli.replay import replay
 from streams.cli.supervise import WorkerProcess, read_topic, wait_idle
+from streams.inprocess.engine import InProcessEngine
+from streams.kafka.embedded import EmbeddedBroker, free_port
+from streams.rules_file import load_rules
 from tests.integration.simulated import simulated_stream
 
 pytestmark = pytest.mark.integration

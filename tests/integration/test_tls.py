@@ -21,20 +21,19 @@ import struct
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Optional
 
 import pytest
 
-from streams.kafka import admin
-from streams.kafka import security
-from streams.kafka.embedded import HOST, EmbeddedBroker, broker_binary, free_port
-from streams.kafka.tls_front import TlsFront
-from streams.kafka.compat import EMBEDDED_CLUSTER_ID
-from streams.config import load_settings
 from streams.cli.replay import make_producer, replay
 from streams.cli.supervise import WorkerFailed, WorkerProcess, read_topic, wait_idle
+from streams.config import load_settings
+from streams.kafka import admin, security
+from streams.kafka.compat import EMBEDDED_CLUSTER_ID
+from streams.kafka.embedded import HOST, EmbeddedBroker, broker_binary, free_port
+from streams.kafka.tls_front import TlsFront
 
 pytestmark = pytest.mark.integration
 
@@ -73,7 +72,7 @@ def tls_broker(pki) -> Iterator[EmbeddedBroker]:
         yield started
 
 
-def tls_env(broker: EmbeddedBroker, cafile: Optional[str]) -> dict[str, str]:
+def tls_env(broker: EmbeddedBroker, cafile: str | None) -> dict[str, str]:
     env = {"SHIPGUARD_BROKER": broker.url, "SHIPGUARD_SECURITY_PROTOCOL": "SSL"}
     return {**env, "SHIPGUARD_SSL_CAFILE": cafile} if cafile else env
 
@@ -175,7 +174,7 @@ class RecordingRelay:
 
     def __init__(self, upstream_port: int) -> None:
         self.upstream_port = upstream_port
-        self.requests: list[tuple[int, Optional[str]]] = []
+        self.requests: list[tuple[int, str | None]] = []
         self._listener = socket.create_server((HOST, 0))
         self.port = self._listener.getsockname()[1]
         self._sockets: list[socket.socket] = []
@@ -274,11 +273,11 @@ def sasl_broker(request, pki) -> Iterator[tuple[str, RecordingRelay, dict[str, s
             relay.close()
 
 
-def aiokafka_start(bootstrap: str, kwargs: dict) -> Optional[BaseException]:
+def aiokafka_start(bootstrap: str, kwargs: dict) -> BaseException | None:
     """Start and stop an aiokafka producer; the exception start() raised, if any."""
     from aiokafka import AIOKafkaProducer
 
-    async def attempt() -> Optional[BaseException]:
+    async def attempt() -> BaseException | None:
         producer = AIOKafkaProducer(bootstrap_servers=bootstrap, request_timeout_ms=3000, **kwargs)
         try:
             await producer.start()

@@ -2,13 +2,13 @@
 
 import os
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from schemas import codec
-from streams.kafka.embedded import EmbeddedBroker, free_port
 from streams.cli.supervise import WorkerProcess, read_topic
+from streams.kafka.embedded import EmbeddedBroker, free_port
 from tests.factories import order_paid
 
 pytestmark = pytest.mark.integration
@@ -22,7 +22,7 @@ def test_a_warning_fires_from_the_wall_clock_with_no_new_input_and_the_worker_st
                                web_port=free_port())
         with worker:
             # paid so that ship_by - 6h + lateness falls 3 s from now: nothing else will arrive
-            due = datetime.now(timezone.utc) + timedelta(seconds=3)
+            due = datetime.now(UTC) + timedelta(seconds=3)
             paid = due - timedelta(minutes=10) - timedelta(hours=42)
             producer = KafkaProducer(bootstrap_servers=[broker.bootstrap])
             producer.send("order-paid", key=b"W1", value=codec.dumps(order_paid("W1", at=paid)))
@@ -33,7 +33,7 @@ def test_a_warning_fires_from_the_wall_clock_with_no_new_input_and_the_worker_st
             while time.monotonic() < deadline and not warnings:
                 time.sleep(0.5)
                 warnings = read_topic([broker.bootstrap], "violation-warnings", timeout=0.5)
-            fired_at = datetime.now(timezone.utc)
+            fired_at = datetime.now(UTC)
             group = worker.process.pid
         assert [(w["order_id"], w["stage"]) for w in warnings] == [("W1", "WARNING")]
         assert fired_at >= due, "it must not fire before its time plus the allowed lateness"

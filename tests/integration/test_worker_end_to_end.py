@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from streams.kafka.embedded import EmbeddedBroker, free_port
 from streams.cli.supervise import WorkerProcess, read_topic, wait_idle
+from streams.kafka.embedded import EmbeddedBroker, free_port
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "data" / "examples"
 NAMES = sorted(p.name.removesuffix(".jsonl") for p in EXAMPLES.glob("*.jsonl"))
@@ -95,10 +95,12 @@ def test_each_example_gives_exactly_its_expected_outputs_on_a_real_broker(run, n
     assert not [d for d in run["dead_letters"] if name in d["raw"]], "none of the example's records was dead-lettered"
     got = sorted((w["order_id"], w["rule"], w["stage"], w["occurred_at"])
                  for w in run["warnings"] if w["order_id"] in mine)
-    want = sorted((w["order_id"], w["rule"], w["stage"], w["occurred_at"]) for w in expected(name)["violation-warnings"])
+    want = sorted((w["order_id"], w["rule"], w["stage"], w["occurred_at"])
+                  for w in expected(name)["violation-warnings"])
     assert got == want
     outcomes = sorted((o["order_id"], o["decision"], o["code"]) for o in run["outcomes"] if o["order_id"] in mine)
-    assert outcomes == sorted((o["order_id"], o["decision"], o["code"]) for o in expected(name)["cancellation-outcomes"])
+    assert outcomes == sorted((o["order_id"], o["decision"], o["code"])
+                              for o in expected(name)["cancellation-outcomes"])
 
 
 def test_no_warning_stage_appears_twice(run):

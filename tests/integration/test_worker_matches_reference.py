@@ -15,11 +15,12 @@ import sys
 import orjson
 import pytest
 
-from processors.config import load_rules
-from simulator.cli import add_arguments, run as simulate
-from streams.kafka.embedded import EmbeddedBroker, free_port
-from streams.inprocess.engine import InProcessEngine
+from simulator.cli import add_arguments
+from simulator.cli import run as simulate
 from streams.cli.supervise import WorkerProcess, read_topic, wait_idle
+from streams.inprocess.engine import InProcessEngine
+from streams.kafka.embedded import EmbeddedBroker, free_port
+from streams.rules_file import load_rules
 
 pytestmark = pytest.mark.integration
 APP_ID = "shipguard-ref"

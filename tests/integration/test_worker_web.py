@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from streams.kafka.embedded import EmbeddedBroker, free_port
 from streams.cli.supervise import WorkerProcess, wait_idle
+from streams.kafka.embedded import EmbeddedBroker, free_port
 from tests.factories import order_paid
 from tests.unit.test_metrics import parse, values
 

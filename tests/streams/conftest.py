@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from processors.config import load_rules
 from streams.inprocess.engine import InProcessEngine
+from streams.rules_file import load_rules
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "data" / "examples"
 SCENARIOS = sorted(EXAMPLES.glob("*.jsonl"))

@@ -15,13 +15,13 @@ from datetime import datetime, timedelta, timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from processors.config import load_rules
 from schemas import codec
 from simulator.cli import add_arguments, config_from
 from simulator.generator import generate
 from simulator.output import render_events
-from streams.inprocess.engine import InProcessEngine
 from streams.cli.replay import parse_line
+from streams.inprocess.engine import InProcessEngine
+from streams.rules_file import load_rules
 from tests.factories import order_paid, scan, upload
 
 LATENESS = load_rules().allowed_lateness
@@ -66,13 +66,15 @@ def near_threshold_order(draw, index: int) -> list[dict]:
     value = order_paid(order_id, at=paid, platform=platform).model_dump(mode="json")
     lines = [line("order-paid", order_id, value, paid)]
     # ticks that move stream time right at this order's thresholds
-    lines += [tick(near(paid + timedelta(hours=h))) for h in draw(st.lists(st.sampled_from((42, 48, 66, 90)), max_size=3))]
+    lines += [tick(near(paid + timedelta(hours=h)))
+              for h in draw(st.lists(st.sampled_from((42, 48, 66, 90)), max_size=3))]
     if draw(st.booleans()):  # a scan before payment, joined later
         early = paid - timedelta(minutes=draw(st.integers(1, 30)))
         lines.append(line("tracking-scans", number, scan(number, at=early).model_dump(mode="json"), early))
     if not draw(st.booleans()):
         return lines
-    uploaded = near(paid + timedelta(hours=42)) if draw(st.booleans()) else paid + timedelta(hours=draw(st.integers(1, 47)))
+    uploaded = (near(paid + timedelta(hours=42)) if draw(st.booleans())
+                else paid + timedelta(hours=draw(st.integers(1, 47))))
     lines.append(line("waybill-uploaded", order_id, upload(order_id, number, at=uploaded).model_dump(mode="json"),
                       uploaded))
     at = uploaded
@@ -83,8 +85,8 @@ def near_threshold_order(draw, index: int) -> list[dict]:
         at = near(at + gap)
         status = draw(st.sampled_from(STATUSES))
         city = draw(st.sampled_from(["杭州市", "杭州", "宁波市"]))
-        lines.append(line("tracking-scans", number, scan(number, at=at, status=status, city=city).model_dump(mode="json"),
-                          at))
+        lines.append(line("tracking-scans", number,
+                          scan(number, at=at, status=status, city=city).model_dump(mode="json"), at))
     return lines
 
 
@@ -131,5 +133,5 @@ def test_the_delays_really_reorder_events():
     reordered = delayed(lines, random.Random(3))
     assert [item.get("key") for item in reordered] != [item.get("key") for item in lines]
     times = [datetime.fromisoformat(item["at"]) for item in reordered if item["topic"] != "clock-ticks"]
-    assert all(later > earlier - LATENESS for earlier, later in zip(times, times[1:]))
-    assert max(earlier - later for earlier, later in zip(times, times[1:])) > timedelta(0)
+    assert all(later > earlier - LATENESS for earlier, later in zip(times, times[1:], strict=False))
+    assert max(earlier - later for earlier, later in zip(times, times[1:], strict=False)) > timedelta(0)

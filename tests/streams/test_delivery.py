@@ -8,14 +8,14 @@ from aiokafka.errors import KafkaConnectionError, NotLeaderForPartitionError
 from aiokafka.producer.sender import SendProduceReqHandler
 from aiokafka.structs import TopicPartition
 
-from processors.config import load_rules
 from schemas import codec
 from schemas.outputs import identity
 from streams import topics as T
-from streams.kafka.overrides import NoAmbiguousRetry
 from streams.inprocess.engine import InProcessEngine
+from streams.kafka.overrides import NoAmbiguousRetry
+from streams.rules_file import load_rules
 from streams.worker.records import Outgoing
-from tests.streams.conftest import SCENARIOS, run_files
+from tests.streams.conftest import run_files
 
 OUTPUT_TOPICS = (T.VIOLATION_WARNINGS, T.CANCELLATION_OUTCOMES, T.SHOP_ALERTS)
 

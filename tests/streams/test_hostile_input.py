@@ -7,10 +7,10 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from processors.config import load_rules
 from schemas import codec
-from streams.inprocess.engine import InProcessEngine
 from streams.cli.replay import parse_line
+from streams.inprocess.engine import InProcessEngine
+from streams.rules_file import load_rules
 from streams.worker.decode import DEAD_LETTER_RAW_BYTES, MAX_MESSAGE_BYTES
 from tests.factories import PAID, cancellation, order_paid, scan, upload
 from tests.streams.conftest import EXAMPLES

@@ -9,16 +9,16 @@ consumer that loses records.
 
 import asyncio
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import orjson
 import pytest
 
-from processors.config import load_rules
 from streams import topics as T
-from streams.worker import reading
-from streams.kafka.overrides import commit_what_landed
 from streams.inprocess.engine import InProcessEngine
+from streams.kafka.overrides import commit_what_landed
+from streams.rules_file import load_rules
+from streams.worker import reading
 from streams.worker.records import Record
 from tests.integration.simulated import simulated_stream
 from tests.streams.conftest import SCENARIOS, run_files
@@ -149,7 +149,7 @@ def test_a_partition_new_to_the_worker_starts_at_the_groups_committed_offset():
 def test_watermarks_go_out_again_when_the_partitions_they_vouch_for_change():
     engine = InProcessEngine(load_rules(), in_band_marks=True)
     shell = engine.shell
-    at = datetime(2026, 3, 1, tzinfo=timezone.utc)
+    at = datetime(2026, 3, 1, tzinfo=UTC)
     every = engine.assigned()
     half = [(t, p) for t, p in every if p < 4]
     engine.assigned = lambda: half

@@ -1,16 +1,15 @@
 """The worker's shell on an in-process log: routing, joins, dead letters, dedup, time, changelogs."""
 
 import asyncio
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from processors.config import load_rules
 from schemas import codec
 from streams.inprocess.engine import InProcessEngine, partition_for
+from streams.rules_file import load_rules
 from tests.factories import PAID, SHIP_BY, WARN_AT, hours, order_paid, scan, upload
 from tests.streams.conftest import EXAMPLES, expected
-
 
 
 def run(engine, coro):
@@ -177,7 +176,7 @@ def test_timers_fire_in_event_time_with_the_allowed_lateness():
         await tick(engine, WARN_AT + timedelta(minutes=10))
     run(engine, go())
     assert warnings(engine) == [("O1", "SHIP_OVERDUE", "WARNING", "2026-03-03T20:00:00Z")]
-    assert datetime.fromisoformat(engine.output("violation-warnings")[0]["deadline"]) == SHIP_BY.astimezone(timezone.utc)
+    assert datetime.fromisoformat(engine.output("violation-warnings")[0]["deadline"]) == SHIP_BY.astimezone(UTC)
 
 
 def test_an_event_later_than_the_lateness_is_applied_and_counted_but_cannot_undo_an_emitted_stage(engine):

@@ -3,9 +3,9 @@
 import asyncio
 from datetime import timedelta
 
-from processors.config import load_rules
 from schemas import codec
 from streams.inprocess.engine import InProcessEngine
+from streams.rules_file import load_rules
 from tests.factories import PAID, cancellation, hours, order_paid, upload
 
 

@@ -3,13 +3,14 @@
 import argparse
 import asyncio
 
-from processors.config import load_rules
 from schemas import codec
 from schemas.events import OrderPaid
 from schemas.state import OrderState
-from simulator.cli import add_arguments, run as simulate
-from streams.inprocess.engine import InProcessEngine
+from simulator.cli import add_arguments
+from simulator.cli import run as simulate
 from streams.cli.replay import parse_line
+from streams.inprocess.engine import InProcessEngine
+from streams.rules_file import load_rules
 from tests.factories import order_paid
 
 

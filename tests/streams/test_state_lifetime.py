@@ -4,13 +4,13 @@ import argparse
 import asyncio
 from datetime import datetime, timedelta
 
-from processors.config import load_rules
 from schemas import codec
 from simulator.cli import add_arguments, config_from
 from simulator.generator import generate
 from simulator.output import render_events
-from streams.inprocess.engine import InProcessEngine
 from streams.cli.replay import parse_line
+from streams.inprocess.engine import InProcessEngine
+from streams.rules_file import load_rules
 from tests.streams.conftest import EXAMPLES
 
 

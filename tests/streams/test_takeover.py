@@ -9,23 +9,23 @@ copies of other workers' keys).
 
 import asyncio
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from types import SimpleNamespace
 
 from faust.types import TP
 
-from processors.config import load_rules
-from streams import topics as T
-from streams.runtime.app import _state_store
-from streams.inprocess.engine import InProcessEngine
-from streams.worker.stores import StateStore
-from streams.runtime.serde import KeyCodec, StateCodec
 from schemas import codec
 from schemas.state import OrderState
+from streams import topics as T
+from streams.inprocess.engine import InProcessEngine
+from streams.rules_file import load_rules
+from streams.runtime.app import _state_store
+from streams.runtime.serde import KeyCodec, StateCodec
+from streams.worker.stores import StateStore
 from tests.factories import order_paid
 from tests.streams.conftest import SCENARIOS, run_files
 
-AT = datetime(2026, 3, 1, tzinfo=timezone.utc)
+AT = datetime(2026, 3, 1, tzinfo=UTC)
 
 
 def paid_record(engine, order_id="takeover-1"):
@@ -88,7 +88,8 @@ def test_keys_of_partitions_the_worker_does_not_serve_are_neither_scheduled_nor_
     engine = run_files(InProcessEngine(load_rules()), SCENARIOS)
     shell = engine.shell
     waiting = {key: state for key, state in engine.orders.items() if state.wake_at is not None}
-    assert {s.partition for s in waiting.values()} & {0, 1, 2, 3} and {s.partition for s in waiting.values()} - {0, 1, 2, 3}
+    assert ({s.partition for s in waiting.values()} & {0, 1, 2, 3}
+            and {s.partition for s in waiting.values()} - {0, 1, 2, 3})
     half = [(t, p) for t, p in engine.assigned() if p < 4]
     engine.assigned = lambda: half
     shell.rebuild_deadlines()

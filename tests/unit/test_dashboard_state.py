@@ -7,8 +7,8 @@ No Kafka and no event loop: `apply(topic, record, now)` with `now` the record's 
 from __future__ import annotations
 
 import argparse
-from datetime import datetime, timedelta, timezone
-from typing import Any, Optional
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -21,8 +21,8 @@ from streams.dashboard.server import dashboard_env
 from streams.dashboard.state import DashboardState, Limits
 from streams.dashboard.window_counts import WindowCounts
 
-T0 = datetime(2026, 3, 1, 10, 0, tzinfo=timezone.utc)  # when the records arrive (record time)
-PAID = datetime(2026, 3, 1, 8, 0, tzinfo=timezone.utc)  # event time of the orders
+T0 = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)  # when the records arrive (record time)
+PAID = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)  # event time of the orders
 
 
 def hours(n: float) -> timedelta:
@@ -30,7 +30,7 @@ def hours(n: float) -> timedelta:
 
 
 def warning(order: str, stage: str, at: datetime, *, rule: str = "SHIP_OVERDUE", shop: str = "shopA",
-            deadline: Optional[datetime] = None, severity: str = "medium") -> ViolationWarning:
+            deadline: datetime | None = None, severity: str = "medium") -> ViolationWarning:
     return ViolationWarning.model_validate({
         "warning_id": f"W-{order}-{rule}", "order_id": order, "shop_id": shop, "platform": "douyin", "rule": rule,
         "stage": stage, "severity": severity, "occurred_at": at, "deadline": deadline, "waybill_no": None,
@@ -47,7 +47,7 @@ def outcome(order: str, code: str, decision: str, *, shop: str = "shopA", fault:
 
 
 def alert(shop: str, stage: str, *, metric: str = "LATE_DISPATCH_RATE", at: datetime = PAID,
-          alert_id: Optional[str] = None) -> ShopAlert:
+          alert_id: str | None = None) -> ShopAlert:
     return ShopAlert.model_validate({
         "alert_id": alert_id or f"A-{shop}-{metric}", "shop_id": shop, "platform": "taobao", "metric": metric,
         "stage": stage, "value": "0.0625" if stage == "WARNING" else "0.0400", "threshold": "0.04",
@@ -167,7 +167,8 @@ def test_shops_rank_by_open_rate_alerts_then_violations_then_open_warnings():
     state.apply("violation-warnings", warning("V9", "VIOLATION", PAID, shop="alerted"), T0)
     state.apply("shop-alerts", alert("alerted", "WARNING"), T0)
     for n in range(4):
-        state.apply("violation-warnings", warning(f"O{n}", "WARNING", PAID, shop="manyOpen", deadline=PAID + hours(6)), T0)
+        state.apply("violation-warnings",
+                    warning(f"O{n}", "WARNING", PAID, shop="manyOpen", deadline=PAID + hours(6)), T0)
     rows = state.snapshot(T0)["shops"]
     assert [row["shop_id"] for row in rows] == ["alerted", "manyViolations", "manyOpen"]
     assert [row["risk"] for row in rows] == ["high", "medium", "low"]
@@ -199,8 +200,10 @@ def test_a_shop_alert_warning_read_after_its_resolution_does_not_reopen_it():
 
 def test_the_chart_counts_stages_per_hour_of_event_time_with_empty_hours_as_zeros():
     state = DashboardState()
-    state.apply("violation-warnings", warning("O1", "WARNING", PAID + timedelta(minutes=10), deadline=PAID + hours(6)), T0)
-    state.apply("violation-warnings", warning("O2", "WARNING", PAID + timedelta(minutes=50), deadline=PAID + hours(6)), T0)
+    state.apply("violation-warnings",
+                warning("O1", "WARNING", PAID + timedelta(minutes=10), deadline=PAID + hours(6)), T0)
+    state.apply("violation-warnings",
+                warning("O2", "WARNING", PAID + timedelta(minutes=50), deadline=PAID + hours(6)), T0)
     state.apply("violation-warnings", warning("O1", "VIOLATION", PAID + hours(3)), T0)
     chart = state.snapshot(T0)["chart"]
     assert chart["start"] == "2026-03-01T08:00:00Z" and chart["bucket_seconds"] == 3600
@@ -295,7 +298,9 @@ def test_the_dashboard_command_parses_its_flags_and_its_help_shows_an_example():
 
 def test_the_dashboard_variables_give_the_token_and_the_port_and_a_bad_port_is_refused():
     assert dashboard_env({}) == (None, 8080)
-    assert dashboard_env({"SHIPGUARD_DASHBOARD_TOKEN": " s3cret ", "SHIPGUARD_DASHBOARD_PORT": "9000"}) == ("s3cret", 9000)
+    assert dashboard_env(
+        {"SHIPGUARD_DASHBOARD_TOKEN": " s3cret ", "SHIPGUARD_DASHBOARD_PORT": "9000"}
+    ) == ("s3cret", 9000)
     with pytest.raises(ConfigError, match="SHIPGUARD_DASHBOARD_PORT"):
         dashboard_env({"SHIPGUARD_DASHBOARD_PORT": "http"})
 

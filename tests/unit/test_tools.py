@@ -8,7 +8,7 @@ import io
 import logging
 import sys
 from collections import namedtuple
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
@@ -23,7 +23,7 @@ from streams.cli.tail import Filters, TailCount, describe, show_records
 from streams.runtime.web import not_held, order_view
 from tests.factories import PAID, cancellation, order_paid, scan, upload
 
-UTC = timezone.utc
+UTC = UTC
 Rec = namedtuple("Rec", "key value partition offset")
 
 
@@ -228,7 +228,7 @@ def test_tail_filters_combine_on_shop_order_and_rule():
                          False, out, TailCount())
     lines = out.getvalue().splitlines()
     assert (count.read, count.shown) == (4, 2)
-    assert lines[0] == tail.HEADER and [l.split()[3] for l in lines[1:]] == ["O1", "O2"]
+    assert lines[0] == tail.HEADER and [row.split()[3] for row in lines[1:]] == ["O1", "O2"]
     out = io.StringIO()
     count = show_records("violation-warnings", records(*values), Filters(order="O2"), False, out, TailCount())
     assert count.shown == 1 and "O2" in out.getvalue().splitlines()[1]
@@ -495,7 +495,7 @@ def test_a_dead_letter_of_order_paid_shows_its_original_with_the_recipient_maske
 
 
 def test_order_paid_bytes_that_are_not_json_are_hidden_from_tail():
-    raw = '{"order_id": "O1", "recipient": {"name": "张三", "phone": "13812345678"'.encode("utf-8")
+    raw = '{"order_id": "O1", "recipient": {"name": "张三", "phone": "13812345678"'.encode()
     out = io.StringIO()
     show_records("order-paid", [Rec(b"O1", raw, 0, 0)], Filters(), True, out, TailCount())
     assert "张三" not in out.getvalue() and "bytes hidden" in orjson.loads(out.getvalue())["raw"]
