@@ -48,8 +48,6 @@ from schemas import codec
 from schemas.events import INPUT_MODELS
 from streams import topics as T
 
-UTC = UTC
-
 TARGET_P99_MS = 50.0
 TARGET_RATE = 1000.0
 TARGET_DEADLINE_P99_S = 1.0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from processors import order as rules
 from processors.order import Context
 from processors.waybill import scan_fact
@@ -11,7 +13,7 @@ from tests.factories import order_paid
 
 CTX = Context(rules=load_rules(), salt="s")
 # the worker in wall clock mode: rules 7 and 8 and the review decide when their event is read
-WALL_CTX = Context(rules=load_rules().model_copy(update={"decide_on_read": True}), salt="s")
+WALL_CTX = replace(CTX, decide_on_read=True)
 
 
 def stages(step_outputs):
