@@ -288,7 +288,9 @@ class Mix:
     def ship_overdue(self, start: float, d: float, lateness: timedelta, lead: timedelta) -> list[Step]:
         """ship_by = now + lead - lateness + d: the WARNING at ship_by - lead fires at now + d."""
         oid, shop, city = self.order_id(), self.shop_id(), self.rng.choice(CITIES)
-        ship_by = lambda now: now + lead - lateness + timedelta(seconds=d)  # noqa: E731
+        def ship_by(now: datetime) -> datetime:
+            return now + lead - lateness + timedelta(seconds=d)
+
         return self._steps(start, [
             (0, T.ORDER_PAID, oid, self.paid(oid, shop, self.recipient(city), ship_by=ship_by, platform="douyin"),
              (Expect("SHIP_OVERDUE/WARNING", (oid, "SHIP_OVERDUE", "WARNING")),))])
@@ -297,7 +299,9 @@ class Mix:
         """An upload made pickup - lateness + d ago (paid an hour before it), never scanned."""
         oid, shop, city = self.order_id(), self.shop_id(), self.rng.choice(CITIES)
         carrier, number = self.valid_number()
-        uploaded = lambda now: now - pickup - lateness + timedelta(seconds=d)  # noqa: E731
+        def uploaded(now: datetime) -> datetime:
+            return now - pickup - lateness + timedelta(seconds=d)
+
         return self._steps(start, [
             (0, T.ORDER_PAID, oid, self.paid(oid, shop, self.recipient(city), platform="douyin",
                                                paid_shift=-(pickup + lateness + timedelta(hours=1))), ()),

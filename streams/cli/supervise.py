@@ -116,8 +116,8 @@ class WorkerProcess:
 
 
 def consumed_topics(app_id: str) -> tuple[str, ...]:
-    """Every topic the worker consumes: the inputs and its internal feeds."""
-    return T.INPUT_TOPICS + T.internal_topics(app_id)
+    """Every topic the worker consumes: the inputs and its internal feeds (streams.topics.side_of)."""
+    return tuple(T.side_of(app_id))
 
 
 def group_lag(bootstrap: Sequence[str], group: str, topics: Iterable[str],

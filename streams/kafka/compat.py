@@ -32,13 +32,18 @@ from typing import TYPE_CHECKING, Any
 
 from streams.config import Settings
 from streams.kafka import admin, overrides
-from streams.kafka.admin import EMBEDDED_CLUSTER_ID, is_embedded_cluster_id  # noqa: F401  (re-exported: the broker kind is compat's question)
+from streams.kafka.admin import EMBEDDED_CLUSTER_ID, is_embedded_cluster_id
 from streams.kafka.offsets import raise_to_highwater
 from streams.kafka.security import kafka_python_kwargs
 from streams.topics import all_topics
 
 if TYPE_CHECKING:
     import faust
+
+# the broker kind is compat's question too: EMBEDDED_CLUSTER_ID and is_embedded_cluster_id are re-exported
+__all__ = ["EMBEDDED_CLUSTER_ID", "EMBEDDED_FETCH_MAX_WAIT_MS", "EMBEDDED_SESSION_TIMEOUT_S", "CompatError",
+           "aiokafka_producer_settings", "apply", "at_least_once_settings", "create_topics_up_front", "detect",
+           "faust_settings", "is_embedded_cluster_id", "quick_group_join_settings"]
 
 log = logging.getLogger(__name__)
 

@@ -35,7 +35,7 @@ The table: each row says what is overridden or read, why, and which test proves 
    why:  Faust's `table[k]` picks the database of the *current event's* partition, wrong for every
          other key of a batch; the shell names the partition
    test: tests/unit/test_metrics.py, tests/integration/test_restart.py (rocksdb)
-8. Faust memory store's `_key_partition`
+8. Faust memory store's `_key_partition` (note_key_partition)
    why:  Faust drops a revoked partition's keys by it; the shell writes keys itself
    test: tests/integration/test_failover.py
 9. aiokafka consumer's `_client`
@@ -282,31 +282,15 @@ class RocksDBTableData:
                    for db in self.store._dbs_for_actives())
 
 
-class MemoryTableData:
-    """Faust's memory store, with each key's partition noted where Faust drops revoked keys by it."""
-
-    def __init__(self, store: Any) -> None:
-        self.mapping = store
-
-    def get(self, key: str, partition: int | None = None) -> Any:
-        return self.mapping.get(key)
-
-    def put(self, key: str, value: Any, partition: int) -> None:
-        key_partition = getattr(self.mapping, "_key_partition", None)
-        if value is None:
-            self.mapping.pop(key, None)
-            if key_partition is not None:
-                key_partition.pop(key, None)
-        else:
-            self.mapping[key] = value
-            if key_partition is not None:
-                key_partition[key] = partition
-
-    def items(self) -> Iterable[tuple[str, Any]]:
-        return iter(self.mapping.items())
-
-    def __len__(self) -> int:
-        return len(self.mapping)
+def note_key_partition(store: Any, key: str, value: Any, partition: int) -> None:
+    """After the shell wrote `key` into Faust's memory store: note (or forget) the key's partition."""
+    key_partition = getattr(store, "_key_partition", None)
+    if key_partition is None:
+        return
+    if value is None:
+        key_partition.pop(key, None)
+    else:
+        key_partition[key] = partition
 
 
 # ---- 9: the consumer's client --------------------------------------------------------------------------

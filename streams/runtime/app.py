@@ -34,7 +34,7 @@ from streams.runtime.serde import KeyCodec, StateCodec
 from streams.runtime.web import install_web
 from streams.worker.records import Record
 from streams.worker.shell import Shell
-from streams.worker.stores import StateStore, Stores
+from streams.worker.stores import MappingStore, StateStore, Stores
 
 log = logging.getLogger("shipguard")
 
@@ -86,8 +86,10 @@ def _state_store(table: Any, rocksdb: bool, produce: Any, recovery: Any) -> Stat
     the shell's records and wrote them over newer state (docs/delivery.md).
     """
     key_codec, value_codec = table.key_serializer, table.value_serializer
-    data: Any = overrides.RocksDBTableData(table.data, key_codec.dumps, value_codec.dumps, key_codec.loads,
-                                           value_codec.loads) if rocksdb else overrides.MemoryTableData(table.data)
+    data: Any = MappingStore(table.data, overrides.note_key_partition)
+    if rocksdb:
+        data = overrides.RocksDBTableData(table.data, key_codec.dumps, value_codec.dumps, key_codec.loads,
+                                          value_codec.loads)
     topic = table.changelog_topic.get_topic_name()
 
     def written(future: Any) -> None:

@@ -29,10 +29,15 @@ class KeyedData(Protocol):
 
 
 class MappingStore:
-    """A mapping of key -> state (a dict in process; Faust's memory store via streams.runtime.overrides)."""
+    """A mapping of key -> state: a dict in process, or Faust's memory store.
 
-    def __init__(self, mapping: Any) -> None:
+    `noted(mapping, key, value, partition)` is told of every write (Faust's memory store keeps each
+    key's partition: streams.kafka.overrides.note_key_partition).
+    """
+
+    def __init__(self, mapping: Any, noted: Callable[[Any, str, Any, int], None] | None = None) -> None:
         self.mapping = mapping
+        self.noted = noted
 
     def get(self, key: str, partition: int | None = None) -> Any:
         return self.mapping.get(key)
@@ -42,6 +47,8 @@ class MappingStore:
             self.mapping.pop(key, None)
         else:
             self.mapping[key] = value
+        if self.noted is not None:
+            self.noted(self.mapping, key, value, partition)
 
     def items(self) -> Iterable[tuple[str, Any]]:
         return iter(self.mapping.items())

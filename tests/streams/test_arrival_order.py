@@ -59,7 +59,9 @@ def line(topic: str, key: str, value: dict, at: datetime) -> dict:
 @st.composite
 def near_threshold_order(draw, index: int) -> list[dict]:
     """One order whose events sit within minutes of the thresholds that decide its stages."""
-    near = lambda t: t + timedelta(minutes=draw(st.integers(-15, 15)))  # noqa: E731
+    def near(t):
+        return t + timedelta(minutes=draw(st.integers(-15, 15)))
+
     order_id, number = f"P{index}", f"SF14{index:011d}"
     paid = BASE + timedelta(minutes=draw(st.integers(0, 300)))
     platform = draw(st.sampled_from(["douyin", "taobao", "tiktok"]))
