@@ -153,7 +153,7 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> 
     values.update({k: v for k, v in overrides.items() if v is not None})
     if values["clock"] not in ("wall", "event"):
         raise ConfigError(f"--clock {values['clock']!r}: expected wall or event")
-    settings = Settings(**values)  # type: ignore[arg-type]
+    settings = Settings(**values)  # type: ignore[arg-type]  # one value per field, each parsed and checked above
     check_security(settings)
     return settings
 

@@ -39,7 +39,7 @@ def decode_output(topic: str, raw: bytes | None) -> OutputRecord:
     if not isinstance(data, dict):
         raise codec.BadInput(f"(value): expected a JSON object, got {type(data).__name__}")
     try:
-        return OUTPUT_MODELS[topic].model_validate(data)  # type: ignore[return-value]
+        return OUTPUT_MODELS[topic].model_validate(data)  # type: ignore[return-value]  # the topic's own model
     except ValidationError as exc:
         raise codec.BadInput(codec.describe(exc)) from None
 

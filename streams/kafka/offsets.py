@@ -11,7 +11,7 @@ import asyncio
 import concurrent.futures
 import logging
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -114,6 +114,6 @@ async def _real_end_offsets(servers: list[str], topic: str, timeout: float,
     return {tp.partition: real[tp] for tp in tps}
 
 
-def _run_on_own_loop(make_coro: Callable[[], Awaitable[Any]]) -> Any:
+def _run_on_own_loop(make_coro: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
     with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="shipguard-compat") as pool:
-        return pool.submit(lambda: asyncio.run(make_coro())).result()  # type: ignore[arg-type]
+        return pool.submit(lambda: asyncio.run(make_coro())).result()

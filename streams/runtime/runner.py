@@ -81,6 +81,10 @@ def _message(record: logging.LogRecord) -> str:
         return record.getMessage()
 
 
+class _StderrHandler(logging.StreamHandler):
+    """shipguard's own stderr handler (configuring twice adds none)."""
+
+
 def configure_logging(level: str) -> None:
     """Every log line is key=value (`KeyValueFormatter`) on stderr; Faust and aiokafka at WARNING.
 
@@ -97,10 +101,8 @@ def configure_logging(level: str) -> None:
     formatter = KeyValueFormatter()
     for handler in logging.getLogger().handlers:
         handler.setFormatter(formatter)
-    if not any(getattr(h, "_shipguard", False) for h in log.handlers):
-        handler = logging.StreamHandler(sys.stderr)
-        handler._shipguard = True  # type: ignore[attr-defined]
-        log.addHandler(handler)
+    if not any(isinstance(h, _StderrHandler) for h in log.handlers):
+        log.addHandler(_StderrHandler(sys.stderr))
     for handler in log.handlers:
         handler.setFormatter(formatter)
     log.propagate = False

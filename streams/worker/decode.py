@@ -77,7 +77,7 @@ class Decoder:
         text, encoding = codec.raw_text(raw)
         letter = DeadLetter(source_topic=record.topic, partition=record.partition, offset=record.offset,
                             error=error, received_at=self.wall_now(), raw=text,
-                            raw_encoding=encoding)  # type: ignore[arg-type]
+                            raw_encoding=encoding)  # type: ignore[arg-type]  # raw_text says utf-8 or base64: the Literal
         self.metrics.dead_letters += 1
         log.warning("dead letter topic=%s partition=%d offset=%d error=%s",
                     record.topic, record.partition, record.offset, error[:200])
