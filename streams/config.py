@@ -8,6 +8,7 @@
 | SHIPGUARD_DATA_DIR | ./data | worker data (table stores) |
 | SHIPGUARD_RULES | (packaged defaults) | path to a rules TOML file with the thresholds |
 | SHIPGUARD_WEB_PORT | 6066 | the worker's web server port |
+| SHIPGUARD_WEB_HOST | 127.0.0.1 | the address it listens on; `0.0.0.0` for probes from outside (never public) |
 | SHIPGUARD_BROKER_COMPAT | auto | `auto` detects the embedded broker; `embedded` or `kafka` forces it |
 | SHIPGUARD_PII_SALT | (dev salt) | salt for hashing recipients; set a secret one in production |
 | SHIPGUARD_LOG_LEVEL | info | worker log level |
@@ -22,7 +23,7 @@
 | SHIPGUARD_SASL_USERNAME | (none) | SASL user; required with SASL_* |
 | SHIPGUARD_SASL_PASSWORD | (none) | SASL password; required with SASL_*; never logged nor shown in Settings' repr |
 
-TLS always verifies the broker's certificate and host name. `streams/security.py` turns these
+TLS always verifies the broker's certificate and host name. `streams/kafka/security.py` turns these
 into client arguments; `check_security` says what is wrong with a combination, naming the variable.
 """
 
@@ -39,7 +40,7 @@ SECURITY_ENV_VARS = (
 )
 ENV_VARS = (
     "SHIPGUARD_BROKER", "SHIPGUARD_CLOCK", "SHIPGUARD_PARTITIONS", "SHIPGUARD_DATA_DIR",
-    "SHIPGUARD_RULES", "SHIPGUARD_WEB_PORT", "SHIPGUARD_BROKER_COMPAT", "SHIPGUARD_PII_SALT",
+    "SHIPGUARD_RULES", "SHIPGUARD_WEB_PORT", "SHIPGUARD_WEB_HOST", "SHIPGUARD_BROKER_COMPAT", "SHIPGUARD_PII_SALT",
     "SHIPGUARD_LOG_LEVEL", "SHIPGUARD_APP_ID", "SHIPGUARD_STORE", "SHIPGUARD_MAX_MESSAGE_BYTES",
 ) + SECURITY_ENV_VARS
 
@@ -63,6 +64,7 @@ class Settings:
     data_dir: Path = field(default_factory=lambda: Path("data"))
     rules_path: Path | None = None
     web_port: int = 6066
+    web_host: str = "127.0.0.1"  # what the web port listens on (Faust's web_bind)
     broker_compat: str = "auto"
     pii_salt: str = field(default=DEV_SALT, repr=False)  # secret in production
     log_level: str = "info"
@@ -135,6 +137,7 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> 
         data_dir=Path(env.get("SHIPGUARD_DATA_DIR") or "data"),
         rules_path=Path(rules) if rules else None,
         web_port=_int(env, "SHIPGUARD_WEB_PORT", 6066, 1, 65535),
+        web_host=(env.get("SHIPGUARD_WEB_HOST") or "127.0.0.1").strip(),
         broker_compat=_choice(env, "SHIPGUARD_BROKER_COMPAT", "auto", ("auto", "embedded", "kafka")),
         pii_salt=env.get("SHIPGUARD_PII_SALT") or DEV_SALT,
         log_level=_choice(env, "SHIPGUARD_LOG_LEVEL", "info",

@@ -137,7 +137,10 @@ def build_app(settings: Settings, rules: RulesConfig, faust_overrides: dict | No
         value_serializer="raw",
         consumer_auto_offset_reset="earliest",
         web_port=settings.web_port,
-        web_host="127.0.0.1",
+        # Faust binds its web server to web_bind (default: every interface); web_host is only the
+        # name it advertises. /order and /metrics have no authentication: loopback unless told
+        web_bind=settings.web_host,
+        web_host=settings.web_host,
         producer_linger=0.005,
         producer_max_batch_size=65536,
         datadir=str(settings.data_dir),

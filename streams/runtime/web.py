@@ -1,4 +1,4 @@
-"""The worker's HTTP views on Faust's web server (SHIPGUARD_WEB_PORT, 127.0.0.1):
+"""The worker's HTTP views on Faust's web server (SHIPGUARD_WEB_HOST:SHIPGUARD_WEB_PORT, 127.0.0.1:6066):
 
 | path | answers |
 |---|---|

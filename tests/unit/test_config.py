@@ -82,3 +82,14 @@ def test_the_worker_refuses_a_bad_rules_file_at_start_and_names_the_key(tmp_path
                           env={**os.environ, "SHIPGUARD_RULES": str(bad), "SHIPGUARD_BROKER": "kafka://127.0.0.1:1"})
     assert done.returncode == 2
     assert "platforms.douyin.stall_hours" in done.stderr
+
+
+def test_the_web_port_listens_on_loopback_unless_told_and_faust_binds_what_it_is_told():
+    from streams.runtime.app import build_app  # here: it imports Faust
+
+    assert load_settings({}).web_host == "127.0.0.1"
+    for host in ("127.0.0.1", "0.0.0.0"):
+        settings = load_settings({"SHIPGUARD_WEB_HOST": host, "SHIPGUARD_APP_ID": "web-bind-test"})
+        app = build_app(settings, load_rules()).app
+        # web_bind is what Faust's web server listens on (web_host is only the name it advertises)
+        assert (app.conf.web_bind, app.conf.web_host) == (host, host)
