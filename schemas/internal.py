@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from schemas.state import OtherUpload, ScanFact, StateModel
-from schemas.types import Time
+from schemas.types import Instant
 
 
 class RegisterUpload(StateModel):
@@ -20,7 +20,7 @@ class RegisterUpload(StateModel):
     upload_event_id: str
     carrier: str
     waybill_no: str
-    uploaded_at: Time
+    uploaded_at: Instant
     recipient_hash: str
 
 
@@ -53,7 +53,7 @@ class Watermark(StateModel):
 
     kind: Literal["wm"] = "wm"
     sources: tuple[int, ...]
-    at: Time
+    at: Instant
 
 
 WaybillFeed = RegisterUpload | Rekeyed | Watermark

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from schemas.events import CancelReason, Platform, WireModel
-from schemas.types import Id, Money, ShortText, Text, Time
+from schemas.types import Id, Instant, Money, ShortText, Text
 
 Rule = Literal[
     "SHIP_OVERDUE", "WAYBILL_INVALID", "WAYBILL_REUSED", "NO_PICKUP", "STALLED_AFTER_PICKUP",
@@ -30,8 +30,8 @@ class ViolationWarning(WireModel):
     rule: Rule
     stage: Stage
     severity: Severity
-    occurred_at: Time
-    deadline: Time | None = None
+    occurred_at: Instant
+    deadline: Instant | None = None
     waybill_no: ShortText | None = None
     evidence: dict[str, Any]
     message: Text
@@ -57,7 +57,7 @@ class CancellationOutcome(WireModel):
     refund: Refund | None = None
     order_status: ShortText
     merchant_fault: bool
-    decided_at: Time
+    decided_at: Instant
 
 
 class ShopAlert(WireModel):
@@ -71,8 +71,8 @@ class ShopAlert(WireModel):
     value: Money
     threshold: Money
     orders_in_window: int
-    window_start: Time
-    window_end: Time
+    window_start: Instant
+    window_end: Instant
 
 
 class DeadLetter(WireModel):
@@ -82,7 +82,7 @@ class DeadLetter(WireModel):
     partition: int
     offset: int
     error: Text
-    received_at: Time
+    received_at: Instant
     raw: str
     raw_encoding: Literal["utf-8", "base64"] = "utf-8"
 

@@ -15,7 +15,7 @@ from pydantic import model_validator
 from schemas.events import Platform
 from schemas.outputs import ShopMetric
 from schemas.state import StateModel
-from schemas.types import Id, Time
+from schemas.types import FactId, Id, Instant
 
 ShopFactKind = Literal["ORDER_PAID", "MERCHANT_FAULT_CANCEL", "SHIP_OVERDUE_VIOLATION"]
 
@@ -30,12 +30,12 @@ class ShopFact(StateModel):
     """
 
     kind: ShopFactKind
-    fact_id: Id
+    fact_id: FactId
     shop_id: Id
     platform: Platform
     order_id: Id
-    at: Time
-    ship_by: Time | None = None
+    at: Instant
+    ship_by: Instant | None = None
 
     @model_validator(mode="after")
     def _order_paid_needs_ship_by(self) -> ShopFact:
@@ -48,7 +48,7 @@ class Counted(StateModel):
     """One fact counted in a rate, at the instant that places it in a window."""
 
     fact_id: str
-    at: Time
+    at: Instant
 
 
 class LastAlert(StateModel):
@@ -57,7 +57,7 @@ class LastAlert(StateModel):
     metric: ShopMetric
     alert_id: str
     stage: Literal["WARNING", "RESOLVED"]
-    window_end: Time
+    window_end: Instant
 
 
 class ShopState(StateModel):
@@ -76,8 +76,8 @@ class ShopState(StateModel):
     cancelled: tuple[Counted, ...] = ()   # approved merchant-fault cancellations, by requested_at
     overdue: tuple[Counted, ...] = ()     # SHIP_OVERDUE violations, by occurred_at (= ship_by)
     alerts: tuple[LastAlert, ...] = ()    # at most one per metric
-    evaluated_through: Time | None = None
-    purged_through: Time | None = None
+    evaluated_through: Instant | None = None
+    purged_through: Instant | None = None
 
     def last_alert(self, metric: str) -> LastAlert | None:
         """The latest alert of `metric`, if any."""

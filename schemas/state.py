@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 
 from schemas.events import Carrier, DeliveryMode, Platform, ScanStatus
-from schemas.types import Money, Time
+from schemas.types import Instant, Money
 
 
 class StateModel(BaseModel):
@@ -26,8 +26,8 @@ class OrderFacts(StateModel):
 
     shop_id: str
     platform: Platform
-    paid_at: Time
-    ship_by: Time
+    paid_at: Instant
+    ship_by: Instant
     amount: Money
     currency: str
     delivery_mode: DeliveryMode
@@ -46,7 +46,7 @@ class UploadFact(StateModel):
     event_id: str
     carrier: Carrier
     waybill_no: str | None
-    uploaded_at: Time
+    uploaded_at: Instant
     valid: bool
 
 
@@ -57,7 +57,7 @@ class ScanFact(StateModel):
     waybill_no: str
     carrier: Carrier
     status: ScanStatus
-    scan_at: Time
+    scan_at: Instant
     city: str
     province: str | None = None
 
@@ -68,7 +68,7 @@ class OtherUpload(StateModel):
     order_id: str
     upload_event_id: str
     carrier: Carrier
-    uploaded_at: Time
+    uploaded_at: Instant
     same_recipient: bool
     waybill_no: str
 
@@ -79,7 +79,7 @@ class Emitted(StateModel):
     warning_id: str
     rule: str
     stage: Literal["WARNING", "VIOLATION", "RESOLVED"]
-    occurred_at: Time
+    occurred_at: Instant
     waybill_no: str | None = None
 
 
@@ -90,7 +90,7 @@ class PendingRequest(StateModel):
     shop_id: str
     reason: str
     detail: str
-    requested_at: Time
+    requested_at: Instant
     waiting: bool = False  # the order was unknown when the request came due: decided at +lateness
 
 
@@ -107,13 +107,13 @@ class OrderState(StateModel):
     scans: tuple[ScanFact, ...] = ()
     others: tuple[OtherUpload, ...] = ()
     emitted: tuple[Emitted, ...] = ()
-    last_activity: Time | None = None
+    last_activity: Instant | None = None
     closed: bool = False  # no rule can fire any more: only this marker is kept until retention
     requests: tuple[PendingRequest, ...] = ()
-    cancelled_at: Time | None = None
+    cancelled_at: Instant | None = None
     # when the order side must next look at this order (kept by the shell, so that a restart
     # schedules the timers of a million orders without running their rules again)
-    wake_at: Time | None = None
+    wake_at: Instant | None = None
 
 
 class Registration(StateModel):
@@ -122,7 +122,7 @@ class Registration(StateModel):
     order_id: str
     upload_event_id: str
     carrier: Carrier
-    uploaded_at: Time
+    uploaded_at: Instant
     recipient_hash: str
 
 
@@ -133,7 +133,7 @@ class WaybillState(StateModel):
     partition: int = -1
     scans: tuple[ScanFact, ...] = ()
     orders: tuple[Registration, ...] = ()
-    last_activity: Time | None = None
+    last_activity: Instant | None = None
 
     def expires_at(self, retention) -> datetime | None:
         """When this number's state may be deleted: retention after its last activity."""
@@ -172,7 +172,7 @@ class InputClock(StateModel):
     """
 
     partition: int = -1
-    at: Time
+    at: Instant
 
 
 __all__ = ["OrderFacts", "UploadFact", "ScanFact", "OtherUpload", "Emitted", "OrderState",
