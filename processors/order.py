@@ -9,9 +9,11 @@ only once `now` has reached them; stages brought about by an event happen when i
 State lifetime: as soon as no rule can fire any more (delivered, every occurrence over, no
 timer pending) the order is *closed*: its facts, scans and history are dropped and only a small
 marker is kept, so that a late or repeated event cannot start the order again. Every order (and
-marker) is deleted `order_retention_days` (30) after its last activity. While the scan history
-of an upload is on its way from the waybill side (`joins_pending`), no timed stage fires, so a
-scan that is already known to the waybill side can never be missed by a deadline.
+marker) is deleted `order_retention_days` (30) after its last activity, in the same step as, and
+after, every timer due by then (stages, and a request waiting for its unknown order), however far
+stream time jumped: every timer lies within the retention of the activity that set it. While the
+scan history of an upload is on its way from the waybill side (`joins_pending`), no timed stage
+fires, so a scan that is already known to the waybill side can never be missed by a deadline.
 """
 
 from __future__ import annotations
@@ -235,9 +237,13 @@ def _judge(state: OrderState, segments: Sequence[Segment], fresh: list[StageOut]
             wake = earliest(wake, due)
             continue
         if state.facts is None and not state.closed and not request.waiting:  # unknown: wait for its order-paid
-            pending.append(request.model_copy(update={"waiting": True}))
-            wake = earliest(wake, request.requested_at + lateness)
-            continue
+            request, due = request.model_copy(update={"waiting": True}), request.requested_at + lateness
+            # that wait is a timer like any other: when the horizon has already passed it (stream
+            # time jumped), it fires in this pass, before retention can delete the order under it
+            if horizon is None or horizon < due:
+                pending.append(request)
+                wake = earliest(wake, due)
+                continue
         known = [(seg.joined(scan.scan_at), scan) for seg in segments for scan in seg.scans]
         verdict = cancellation.review(
             state.facts, reason=request.reason, detail=request.detail, requested_at=request.requested_at,
@@ -342,7 +348,7 @@ def apply(state: OrderState | None, order_id: str, event: OrderEvent,
 
 
 def on_time(state: OrderState, now: datetime, ctx: Context) -> Step:
-    """Stream time moved: fire due stages; once retention has passed, delete the order after them."""
+    """Stream time moved: fire every timer due by `now`; once retention has passed, delete the order after it."""
     step = _evaluate(state, now, ctx)
     expired = state.last_activity is not None and now >= state.last_activity + ctx.rules.order_retention
     if expired and not state.joins_pending:  # a history on its way may still bring stages

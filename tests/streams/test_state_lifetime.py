@@ -4,6 +4,8 @@ import argparse
 import asyncio
 from datetime import datetime, timedelta
 
+import pytest
+
 from schemas import codec
 from simulator.cli import add_arguments, config_from
 from simulator.generator import generate
@@ -11,6 +13,7 @@ from simulator.output import render_events
 from streams.cli.replay import parse_line
 from streams.inprocess.engine import InProcessEngine
 from streams.rules_file import load_rules
+from tests.factories import cancellation
 from tests.streams.conftest import EXAMPLES
 
 
@@ -85,3 +88,20 @@ def test_state_stays_flat_over_a_long_stream():
     assert max(middle) < 1.35 * min(middle), f"state grows with the stream: {middle}"
     open_orders = sum(1 for s in engine.orders.values() if not s.closed)
     assert open_orders < 0.3 * 3000
+
+
+@pytest.mark.parametrize("jump", [timedelta(days=31), timedelta(days=90)], ids=["31 days", "90 days"])
+def test_a_request_for_an_order_that_never_arrives_gets_one_order_unknown_outcome_when_time_jumps_past_retention(
+        jump):
+    engine = InProcessEngine(load_rules())
+    requested_at = datetime.fromisoformat("2026-03-02T10:00:00+08:00")
+
+    async def go():
+        request = cancellation("GHOST", at=requested_at)
+        await engine.publish("cancellation-requests", b"GHOST", codec.dumps(request))
+        await tick(engine, requested_at + jump)
+    asyncio.run(go())
+    assert [(o["order_id"], o["decision"], o["code"]) for o in engine.output("cancellation-outcomes")] == [
+        ("GHOST", "REJECTED", "ORDER_UNKNOWN")]
+    assert engine.orders == {} and engine.waybills == {} and engine.shops == {}
+    assert engine.shell.pending_deadlines() == 0
