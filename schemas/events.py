@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from schemas.types import Id, Money, ShortText, StrictBool, Text, Time, WaybillNo
+from schemas.types import FreeText, Id, Money, ShortText, StrictBool, Text, Time, WaybillNo
 
 Platform = Literal["douyin", "taobao", "tiktok"]
 DeliveryMode = Literal["express", "self_pickup"]
@@ -46,7 +46,7 @@ class OrderPaid(WireModel):
     ship_by: Time | None = None
     presale: StrictBool = False
     delivery_mode: DeliveryMode = "express"
-    buyer_remark: Text | None = None
+    buyer_remark: FreeText | None = None
     recipient: Recipient
 
     @model_validator(mode="after")
@@ -83,7 +83,7 @@ class ParcelScanned(WireModel):
     status: ScanStatus
     city: ShortText
     province: ShortText | None = None
-    description: Text | None = None
+    description: FreeText | None = None
 
 
 class CancellationRequested(WireModel):
@@ -93,7 +93,7 @@ class CancellationRequested(WireModel):
     order_id: Id
     shop_id: Id
     reason: CancelReason
-    detail: Text = ""
+    detail: FreeText = ""
     requested_at: Time
 
 

@@ -128,7 +128,21 @@ FACT_ID_MAX_CHARS = ID_MAX_CHARS + 16
 FactId = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=FACT_ID_MAX_CHARS)]
 """An internal id derived from an input id: `<kind>:<input id>` with a kind prefix of at most 16
 characters (`paid:`, `cancel:`, `overdue:`), so an input id at its own limit always fits."""
-Text = Annotated[str, StringConstraints(strict=True, max_length=2000)]
+TEXT_MAX_CHARS = 2000
+Text = Annotated[str, StringConstraints(strict=True, max_length=TEXT_MAX_CHARS)]
+
+
+def _truncate_marked(value: Any) -> Any:
+    """A free text over TEXT_MAX_CHARS, cut to fit with a marker that says so and how long it was."""
+    if isinstance(value, str) and len(value) > TEXT_MAX_CHARS:
+        marker = f" [truncated by shipguard: {len(value)} characters]"
+        return value[:TEXT_MAX_CHARS - len(marker)] + marker
+    return value
+
+
+FreeText = Annotated[str, BeforeValidator(_truncate_marked), StringConstraints(strict=True, max_length=TEXT_MAX_CHARS)]
+"""Free text a person typed (a buyer's remark, a scan's description, a request's detail): an
+over-long one is truncated and marked, never a reason to refuse the event that carries it."""
 ShortText = Annotated[str, StringConstraints(strict=True, max_length=200)]
 WaybillNo = Annotated[
     str,

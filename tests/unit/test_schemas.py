@@ -99,3 +99,31 @@ def test_bytes_that_are_not_utf8_are_kept_as_base64_in_a_dead_letter():
     letter = DeadLetter(source_topic="order-paid", partition=1, offset=2, error="x", received_at=PAID,
                         raw=text, raw_encoding=encoding)
     assert loads(dumps(letter))["raw_encoding"] == "base64"
+
+
+@pytest.mark.parametrize("length", [2001, 10_000, 1_000_000])
+def test_an_over_long_buyer_remark_is_truncated_and_marked_and_the_order_is_kept(length):
+    remark = "请" * length
+    order = decode_input("order-paid", order_with(buyer_remark=remark))
+    assert len(order.buyer_remark) == 2000
+    assert order.buyer_remark.endswith(f" [truncated by shipguard: {length} characters]")
+    assert order.buyer_remark.startswith("请" * 1900)
+
+
+def test_free_text_within_its_limit_is_kept_as_it_is_and_an_address_is_not_free_text():
+    assert decode_input("order-paid", order_with(buyer_remark="请" * 2000)).buyer_remark == "请" * 2000
+    long_address = dict(GOOD_ORDER["recipient"], address="路" * 2001)
+    with pytest.raises(BadInput, match="address"):
+        decode_input("order-paid", order_with(recipient=long_address))
+
+
+def test_an_over_long_scan_description_and_request_detail_are_truncated_too():
+    from tests.factories import cancellation, scan
+
+    scan_value = loads(dumps(scan(at=PAID).model_dump(mode="json")))
+    scan_value["description"] = "x" * 5000
+    described = decode_input("tracking-scans", dumps(scan_value)).description
+    assert described is not None and described.endswith("[truncated by shipguard: 5000 characters]")
+    request = loads(dumps(cancellation(at=PAID).model_dump(mode="json")))
+    request["detail"] = "y" * 3000
+    assert len(decode_input("cancellation-requests", dumps(request)).detail) == 2000
