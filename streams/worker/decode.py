@@ -25,6 +25,8 @@ from streams.worker.records import Outgoing, Record
 log = logging.getLogger("shipguard")
 MAX_MESSAGE_BYTES = 262_144  # default of SHIPGUARD_MAX_MESSAGE_BYTES
 DEAD_LETTER_RAW_BYTES = 65_536  # a dead letter keeps at most this much of the original record
+DEAD_LETTER_KEY_BYTES = 1_024  # and of its key (a key of a megabyte made the dead letter too large to send)
+DEAD_LETTER_ERROR_CHARS = 1_800  # the reason, within the 2,000 characters of DeadLetter.error
 
 
 class Decoder:
@@ -70,10 +72,15 @@ class Decoder:
 
     def dead_letter(self, record: Record, error: str) -> Outgoing:
         """The dead letter of `record`, refused for `error`."""
-        raw = record.value
+        raw, key = record.value, record.key
+        if len(error) > DEAD_LETTER_ERROR_CHARS:
+            error = error[:DEAD_LETTER_ERROR_CHARS] + f"... ({len(error)} characters)"
         if raw is not None and len(raw) > DEAD_LETTER_RAW_BYTES:  # a dead letter must fit on its topic
             error += f" (raw: the first {DEAD_LETTER_RAW_BYTES} of {len(raw)} bytes)"
             raw = raw[:DEAD_LETTER_RAW_BYTES]
+        if key is not None and len(key) > DEAD_LETTER_KEY_BYTES:
+            error += f" (key: the first {DEAD_LETTER_KEY_BYTES} of {len(key)} bytes)"
+            key = key[:DEAD_LETTER_KEY_BYTES]
         text, encoding = codec.raw_text(raw)
         letter = DeadLetter(source_topic=record.topic, partition=record.partition, offset=record.offset,
                             error=error, received_at=self.wall_now(), raw=text,
@@ -81,4 +88,4 @@ class Decoder:
         self.metrics.dead_letters += 1
         log.warning("dead letter topic=%s partition=%d offset=%d error=%s",
                     record.topic, record.partition, record.offset, error[:200])
-        return Outgoing(T.DEAD_LETTERS, record.key, codec.dumps(letter))
+        return Outgoing(T.DEAD_LETTERS, key, codec.dumps(letter))

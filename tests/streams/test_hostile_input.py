@@ -11,7 +11,7 @@ from schemas import codec
 from streams.cli.replay import parse_line
 from streams.inprocess.engine import InProcessEngine
 from streams.rules_file import load_rules
-from streams.worker.decode import DEAD_LETTER_RAW_BYTES, MAX_MESSAGE_BYTES
+from streams.worker.decode import DEAD_LETTER_KEY_BYTES, DEAD_LETTER_RAW_BYTES, MAX_MESSAGE_BYTES
 from tests.factories import PAID, cancellation, order_paid, scan, upload
 from tests.streams.conftest import EXAMPLES
 
@@ -111,3 +111,22 @@ def test_a_record_over_the_maximum_size_is_refused_unread_and_its_dead_letter_st
     (letter,) = engine.output("dead-letters")
     assert "more than the maximum" in letter["error"] and "SHIPGUARD_MAX_MESSAGE_BYTES" in letter["error"]
     assert len(letter["raw"]) == DEAD_LETTER_RAW_BYTES and engine.orders == {}
+
+
+def test_a_bad_record_under_a_megabyte_key_gets_a_dead_letter_with_the_key_cut_to_fit():
+    engine = InProcessEngine(load_rules())
+    key = b"k" * 1_100_000
+    asyncio.run(engine.publish("order-paid", key, b'{"order_id": "unfinished'))
+    (record,) = [r for p in engine.log["dead-letters"].values() for r in p]
+    letter = codec.loads(record.value)
+    assert record.key is not None and len(record.key) == DEAD_LETTER_KEY_BYTES and key.startswith(record.key)
+    assert f"(key: the first {DEAD_LETTER_KEY_BYTES} of 1100000 bytes)" in letter["error"]
+
+
+def test_a_reason_longer_than_a_dead_letter_holds_is_cut_and_the_letter_is_still_sent():
+    from streams.worker.records import Record
+
+    engine = InProcessEngine(load_rules())
+    record = Record("order-paid", 0, 7, b"H1", b"{}")
+    letter = codec.loads(engine.shell.runner.decoder.dead_letter(record, "why " * 1000).value)
+    assert len(letter["error"]) <= 2000 and letter["error"].endswith("(4000 characters)")
