@@ -64,10 +64,10 @@ _FOUR_PLACES = Decimal("0.0001")
 
 @dataclass
 class ShopStep:
-    """The result of one step: new state (None = delete), alerts, next wake-up."""
+    """The result of one step: new state (None = delete), its alerts, next wake-up."""
 
     state: ShopState | None
-    alerts: list[ShopAlert] = field(default_factory=list)
+    outputs: list[ShopAlert] = field(default_factory=list)
     next_deadline: datetime | None = None
 
 

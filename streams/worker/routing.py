@@ -7,6 +7,7 @@ Output topics get the key's own partition number, so that each output partition 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from schemas import codec
@@ -29,7 +30,7 @@ class Router:
         self.waybill_feed, self.order_feed, self.shop_feed = T.internal_topics(app_id)
         self.metrics, self.time = metrics, time
 
-    def route(self, key: str, outputs: list[Any], partition: int, side: str) -> list[Outgoing]:
+    def route(self, key: str, outputs: Sequence[Any], partition: int, side: str) -> list[Outgoing]:
         """Messages for the outputs of `key` (stored in `partition` on `side`)."""
         routed = []
         origin = (side, partition)

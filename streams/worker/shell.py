@@ -29,7 +29,6 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 from processors import order as order_rules
-from schemas.state import InputClock
 from streams import topics as T
 from streams.worker.clock import StreamTime
 from streams.worker.decode import MAX_MESSAGE_BYTES, Decoder
@@ -58,7 +57,7 @@ class Shell:
         self.ctx, self.broker, self.stores = ctx, broker, stores
         self.clock_mode, self.partitions, self.app_id = clock_mode, partitions, app_id
         self.shop_feed = T.internal_topics(app_id)[2]
-        self.consumed = set(T.side_of(app_id))
+        self.side_of = T.side_of(app_id)  # topic -> the side that reads it
         self.metrics = Metrics()
         self.reading = Reading(broker, self.metrics)
         self.time = StreamTime(broker, self.reading, self.metrics, mode=clock_mode, partitions=partitions,
@@ -73,7 +72,6 @@ class Shell:
         self.sides = build_sides(ctx, stores, self.time, app_id)
         self.runner = SideRunner(Decoder(self.time, self.metrics, wall_now, max_message_bytes), self.time,
                                  self.router, self.metrics, self.owned_partitions)
-        self.side_of = T.side_of(app_id)
         # One batch or tick at a time: a watermark must never be enqueued between a batch's
         # processing (which marks its records read) and the sending of that batch's forwards.
         self.lock = asyncio.Lock()
@@ -115,7 +113,7 @@ class Shell:
 
     async def _read_stalled(self) -> None:
         """Read, apply and land what the consumer stopped delivering (`Reading.stalled`)."""
-        async for records in self.reading.stalled(self.consumed):
+        async for records in self.reading.stalled(self.side_of):
             await self._handle(self.side_of[records[0].topic], records)
 
     def owned_partitions(self) -> set[int]:
@@ -167,7 +165,7 @@ class Shell:
         """
         out = self.delivery.unsent(out)
         await self.delivery.write_outboxes(out)
-        self.stores.write_clocks(self.time.take_dirty(), lambda partition, at: InputClock(partition=partition, at=at))
+        self.stores.write_clocks(self.time.take_dirty())
         await self.stores.flush()
         if out:
             await self.delivery.deliver(out)

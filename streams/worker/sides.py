@@ -11,10 +11,10 @@ each shop's facts and alerts on its rates.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any, Protocol
 
 from processors import order as order_rules
 from processors import shop_alerts as shop_rules
@@ -33,12 +33,18 @@ from streams.worker.stores import StateStore, Stores
 log = logging.getLogger("shipguard")
 
 
-class Step(NamedTuple):
-    """What every step returns: the key's new state (None deletes it), outputs, next wake-up."""
+class Step(Protocol):
+    """What every step of `processors` returns (order, waybill and shop steps alike): the key's new
+    state (None deletes it), its outputs, its next wake-up."""
 
-    state: Any
-    outputs: list[Any]
-    next_deadline: datetime | None
+    @property
+    def state(self) -> Any: ...
+
+    @property
+    def outputs(self) -> Sequence[Any]: ...
+
+    @property
+    def next_deadline(self) -> datetime | None: ...
 
 
 @dataclass
@@ -76,17 +82,12 @@ def build_sides(ctx: order_rules.Context, stores: Stores, time: StreamTime, app_
 
     def waybill_step(state: Any, key: str, message: Any, now: datetime | None) -> Step:
         if isinstance(message, ParcelScanned):
-            return Step(*_fields(waybill_rules.apply_scan(state, message, rules)))
-        return Step(*_fields(waybill_rules.apply_registration(state, message, rules)))
+            return waybill_rules.apply_scan(state, message, rules)
+        return waybill_rules.apply_registration(state, message, rules)
 
     def shop_step(state: Any, key: str, fact: Any, now: datetime | None) -> Step:
         time.fact_arrived()
-        found = shop_rules.apply(state, fact, now, rules)
-        return Step(found.state, found.alerts, found.next_deadline)
-
-    def shop_on_time(state: Any, now: datetime) -> Step:
-        found = shop_rules.on_time(state, now, rules)
-        return Step(found.state, found.alerts, found.next_deadline)
+        return shop_rules.apply(state, fact, now, rules)
 
     def order_wake(state: Any) -> datetime | None:
         return state.wake_at if state.wake_at is not None else order_rules.next_deadline(state, ctx)
@@ -96,23 +97,20 @@ def build_sides(ctx: order_rules.Context, stores: Stores, time: StreamTime, app_
             T.ORDER_SIDE, order_feed, ORDER_FEED_KINDS, stores.orders,
             key=lambda m: None if isinstance(m, ClockTick) else m.order_id, event_time=_order_time,
             now=time.current_horizon,
-            step=lambda state, key, m, now: Step(*_fields(order_rules.apply(state, key, m, now, ctx))),
-            on_time=lambda state, now: Step(*_fields(order_rules.on_time(state, now, ctx))),
+            step=lambda state, key, m, now: order_rules.apply(state, key, m, now, ctx),
+            on_time=lambda state, now: order_rules.on_time(state, now, ctx),
             wake_at=order_wake, duplicate=_order_duplicate, keeps_wake=True),
         T.WAYBILL_SIDE: Side(
             T.WAYBILL_SIDE, waybill_feed, WAYBILL_FEED_KINDS, stores.waybills,
             key=lambda m: m.waybill_no, event_time=lambda m: m.scan_at, now=lambda: None, step=waybill_step,
-            on_time=lambda state, now: Step(*_fields(waybill_rules.on_time(state, now, rules))),
+            on_time=lambda state, now: waybill_rules.on_time(state, now, rules),
             wake_at=lambda state: state.expires_at(rules.scan_retention)),
         T.SHOP_SIDE: Side(
             T.SHOP_SIDE, shop_feed, SHOP_FEED_KINDS, stores.shops,
             key=lambda fact: fact.shop_id, event_time=lambda fact: None, now=time.shop_now, step=shop_step,
-            on_time=shop_on_time, wake_at=lambda state: shop_rules.next_deadline(state, rules), measured=False),
+            on_time=lambda state, now: shop_rules.on_time(state, now, rules),
+            wake_at=lambda state: shop_rules.next_deadline(state, rules), measured=False),
     }
-
-
-def _fields(step: Any) -> tuple[Any, list[Any], datetime | None]:
-    return step.state, step.outputs, step.next_deadline
 
 
 class SideRunner:

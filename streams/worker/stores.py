@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Iterable
+from datetime import datetime
 from typing import Any, Protocol
 
+from schemas.state import InputClock
 from streams.worker.records import TP
 
 SendChangelog = Callable[[int, str, Any], Awaitable[Any]]
@@ -114,10 +116,10 @@ class Stores:
             state = state.model_copy(update={"partition": partition})
         store.put(key, state, partition)
 
-    def write_clocks(self, latest: dict[TP, Any], make: Callable[[int, Any], Any]) -> None:
-        """Queue the input clocks of the partitions in `latest` ("topic:partition" -> make(partition, at))."""
+    def write_clocks(self, latest: dict[TP, datetime]) -> None:
+        """Queue the latest event time of each input partition in `latest` (key "topic:partition")."""
         for (topic, partition), at in latest.items():
-            self.clocks.put(f"{topic}:{partition}", make(partition, at), partition)
+            self.clocks.put(f"{topic}:{partition}", InputClock(partition=partition, at=at), partition)
 
     async def flush(self) -> None:
         """Every table's queued changelog records on the broker."""

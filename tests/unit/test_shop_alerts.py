@@ -63,7 +63,7 @@ class Shop:
 
     def _take(self, step: shop_alerts.ShopStep) -> Shop:
         self.state, self.next = step.state, step.next_deadline
-        self.alerts.extend(step.alerts)
+        self.alerts.extend(step.outputs)
         return self
 
     def read(self, *facts: ShopFact) -> Shop:

@@ -139,7 +139,7 @@ def test_one_jump_of_a_shops_horizon_alerts_as_stepping_day_by_day_does_and_dele
             if current is None:
                 break
             step = shop_alerts.on_time(current, now, rules_config)
-            current, alerts = step.state, alerts + step.alerts
+            current, alerts = step.state, alerts + step.outputs
         assert step is not None and step.state is None and step.next_deadline is None
         runs.append([a.model_dump() for a in alerts])
     jumped, stepped = runs
