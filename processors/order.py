@@ -43,12 +43,12 @@ from processors.lifecycle import SEVERITY, RuleResult, StageOut, earliest, new_s
 from processors.pii import mask_name, mask_phone, recipient_hash
 from processors.remarks import asks_no_courier
 from schemas.events import CancellationRequested, OrderPaid, WaybillUploaded
-from schemas.internal import RegisterUpload, ScansForOrder
+from schemas.internal import PaidOrder, RegisterUpload, ScansForOrder
 from schemas.outputs import CancellationOutcome, Refund, ViolationWarning
 from schemas.shop import ShopFact
 from schemas.state import Emitted, OrderFacts, OrderState, PendingRequest, UploadFact
 
-OrderEvent = OrderPaid | WaybillUploaded | CancellationRequested | ScansForOrder
+OrderEvent = OrderPaid | PaidOrder | WaybillUploaded | CancellationRequested | ScansForOrder
 Output = ViolationWarning | RegisterUpload | CancellationOutcome | ShopFact
 Rule = Callable[[OrderState, datetime | None, "Context", Sequence[Segment]], RuleResult]
 
@@ -97,6 +97,8 @@ def event_time(event: OrderEvent) -> datetime | None:
     """The event time an order-side event carries (None for scan batches: each scan has its own)."""
     if isinstance(event, OrderPaid):
         return event.paid_at
+    if isinstance(event, PaidOrder):
+        return event.facts.paid_at
     if isinstance(event, WaybillUploaded):
         return event.uploaded_at
     if isinstance(event, CancellationRequested):
@@ -115,6 +117,11 @@ def _facts(event: OrderPaid, ctx: Context) -> OrderFacts:
         recipient_hash=recipient_hash(ctx.salt, r.name, r.phone, r.address),
         province=normalise_province(r.province), city=normalise_city(r.city),
         masked_name=mask_name(r.name), masked_phone=mask_phone(r.phone))
+
+
+def paid_order(event: OrderPaid, ctx: Context) -> PaidOrder:
+    """`event` as it may travel to another partition: the recipient reduced, never in clear."""
+    return PaidOrder(event_id=event.event_id, order_id=event.order_id, facts=_facts(event, ctx))
 
 
 def _registrations(state: OrderState) -> tuple[OrderState, list[Output]]:
@@ -141,6 +148,8 @@ def _record(state: OrderState, event: OrderEvent, ctx: Context) -> OrderState:
     """Fold one event into the order's facts (idempotent per event_id / scan event_id)."""
     if isinstance(event, OrderPaid):
         return state.model_copy(update={"facts": state.facts or _facts(event, ctx)})
+    if isinstance(event, PaidOrder):
+        return state.model_copy(update={"facts": state.facts or event.facts})
     if isinstance(event, WaybillUploaded):
         upload = UploadFact(event_id=event.event_id, carrier=event.carrier, waybill_no=event.waybill_no,
                             uploaded_at=event.uploaded_at,
@@ -332,7 +341,7 @@ def apply(state: OrderState | None, order_id: str, event: OrderEvent,
         if eid in state.seen:  # no second effect; the order's timers stay as they were
             return Step(state, [], next_deadline(state, ctx))
         state = state.model_copy(update={"seen": state.seen + (eid,)})
-    first_paid = isinstance(event, OrderPaid) and state.facts is None
+    first_paid = isinstance(event, OrderPaid | PaidOrder) and state.facts is None
     state = _record(state, event, ctx)
     times = [event_time(event)] + [s.scan_at for s in getattr(event, "scans", ())]
     state = state.model_copy(update={"last_activity": _latest(state.last_activity, *times)})

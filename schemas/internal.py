@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from schemas.state import OtherUpload, ScanFact, StateModel
+from schemas.state import OrderFacts, OtherUpload, ScanFact, StateModel
 from schemas.types import Instant
 
 
@@ -30,6 +30,16 @@ class Rekeyed(StateModel):
     kind: Literal["rekeyed"] = "rekeyed"
     topic: str
     value: dict[str, Any]
+
+
+class PaidOrder(StateModel):
+    """An `order-paid` that arrived in another partition than its order's, forwarded to the order's
+    partition with the recipient already reduced to hash, region and masks (never in clear)."""
+
+    kind: Literal["paid"] = "paid"
+    event_id: str
+    order_id: str
+    facts: OrderFacts
 
 
 class ScansForOrder(StateModel):
@@ -56,10 +66,22 @@ class Watermark(StateModel):
     at: Instant
 
 
-WaybillFeed = RegisterUpload | Rekeyed | Watermark
-OrderFeed = ScansForOrder | Rekeyed | Watermark
-WAYBILL_FEED_KINDS = {"register": RegisterUpload, "rekeyed": Rekeyed, "wm": Watermark}
-ORDER_FEED_KINDS = {"scans": ScansForOrder, "rekeyed": Rekeyed, "wm": Watermark}
+class ForwardMark(StateModel):
+    """A worker -> every partition of the order and waybill feeds: every input record it read from
+    its input partitions `sources` with event time up to `at` in another partition than its key's
+    (`PaidOrder`, `Rekeyed`) is on the feeds. The key's owner counts what it reads only up to
+    these marks (its stream time waits for records still on their way to it)."""
+
+    kind: Literal["fwd"] = "fwd"
+    sources: tuple[int, ...]
+    at: Instant
+
+
+WaybillFeed = RegisterUpload | Rekeyed | Watermark | ForwardMark
+OrderFeed = ScansForOrder | PaidOrder | Rekeyed | Watermark | ForwardMark
+WAYBILL_FEED_KINDS = {"register": RegisterUpload, "rekeyed": Rekeyed, "wm": Watermark, "fwd": ForwardMark}
+ORDER_FEED_KINDS = {"scans": ScansForOrder, "paid": PaidOrder, "rekeyed": Rekeyed, "wm": Watermark,
+                    "fwd": ForwardMark}
 
 
 def _shop_feed_kinds() -> dict[str, type]:
@@ -70,5 +92,6 @@ def _shop_feed_kinds() -> dict[str, type]:
 
 
 SHOP_FEED_KINDS = _shop_feed_kinds()
-__all__ = ["RegisterUpload", "Rekeyed", "ScansForOrder", "Watermark", "WaybillFeed", "OrderFeed",
+__all__ = ["ForwardMark", "PaidOrder", "RegisterUpload", "Rekeyed", "ScansForOrder", "Watermark", "WaybillFeed",
+           "OrderFeed",
            "WAYBILL_FEED_KINDS", "ORDER_FEED_KINDS", "SHOP_FEED_KINDS"]

@@ -116,6 +116,21 @@ def ensure_topics(
     return created
 
 
+def partition_mismatches(counts: dict[str, int], partitions: int, read: Iterable[str],
+                         written: Iterable[str]) -> list[str]:
+    """What stops a worker with `partitions` partitions on topics with these `counts`, one line each.
+
+    A topic it reads must have exactly `partitions`: a key's partition is murmur2 of the key modulo
+    the count, and every read topic must agree on it (co-partitioning). A topic it writes by a
+    key's partition number needs at least that many.
+    """
+    problems = [f"topic {name!r} has {counts[name]} partitions, SHIPGUARD_PARTITIONS is {partitions}"
+                for name in read if name in counts and counts[name] != partitions]
+    problems += [f"topic {name!r} has {counts[name]} partitions, fewer than SHIPGUARD_PARTITIONS ({partitions})"
+                 for name in written if name in counts and counts[name] < partitions]
+    return problems
+
+
 def end_offsets(bootstrap: Bootstrap, topic: str, security: Security = None) -> dict[int, int]:
     """The real end offset (offset of the next record) of each partition of `topic`, on any broker.
 

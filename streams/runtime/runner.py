@@ -9,6 +9,7 @@ import sys
 import time
 
 from processors.config import RulesError
+from streams import topics as T
 from streams.config import ConfigError, load_settings
 from streams.rules_file import load_rules
 
@@ -134,6 +135,13 @@ def run_worker(broker: str | None = None, clock: str | None = None) -> int:
         return 1
     embedded = compat.detect(settings)
     compat.create_topics_up_front(settings)
+    counts = admin.partition_counts(settings.bootstrap_servers, T.all_topics(settings.app_id), security=client_security)
+    problems = admin.partition_mismatches(counts, settings.partitions, T.side_of(settings.app_id), T.OUTPUT_TOPICS)
+    if problems:
+        print(f"shipguard worker: refusing to start: {'; '.join(problems)}. Records would be judged in the wrong "
+              "partition. Recreate those topics with SHIPGUARD_PARTITIONS partitions, or set "
+              "SHIPGUARD_PARTITIONS to the count of the topics it reads (docs/broker.md).", file=sys.stderr)
+        return 2
     log.info("shipguard worker starting: broker=%s security=%s embedded=%s clock=%s partitions=%d",
              settings.broker, security.describe(settings), embedded, settings.clock, settings.partitions)
     built = build_app(settings, rules, compat.faust_settings(embedded), embedded=embedded)

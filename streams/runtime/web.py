@@ -96,7 +96,7 @@ def take_snapshot(shell: Any, ready: bool, highwater: Callable[[tuple[str, int]]
         consumed=dict(metrics.consumed), outputs=dict(metrics.outputs), dead_letters=metrics.dead_letters,
         late_events=metrics.late_events, duplicates=metrics.duplicates,
         offset_gaps=metrics.offset_gaps, replayed=metrics.replayed, refetched=metrics.refetched,
-        deferred=metrics.deferred,
+        deferred=metrics.deferred, forwarded=dict(metrics.forwarded),
         latency=latency.copy() if latency is not None else None,
         open_orders=state_count(shell.stores.orders), open_waybills=state_count(shell.stores.waybills),
         pending_deadlines=shell.pending_deadlines(),

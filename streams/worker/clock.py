@@ -7,6 +7,13 @@ the feed it reads, minus the allowed lateness: the order side waits for the wayb
 scans, the waybill side for the order side's registrations, the shop side for the facts the
 order side sends. In wall mode every horizon is the wall clock minus the lateness.
 
+Records published in another partition than their key's reach their key's owner one hop late,
+through a feed (`streams.worker.sides.SideRunner.misplaced`). So a worker's local time is its own
+inputs' stream time (`raw_local`, which it vouches for in `ForwardMark`s on the order and waybill
+feeds) bounded by every worker's forward marks on the feed partitions it reads: it never counts
+time past a record still on its way to it, and everything it vouches for downstream (its
+watermarks) includes what others forwarded to it.
+
 Owned state: per input partition the last offset processed and latest event time (forgotten
 with the partition's assignment), the three side clocks (restarted when partitions are gained)
 and the last watermark sent per feed and sources.
@@ -22,7 +29,7 @@ from typing import cast
 
 from processors.watermark import SideClock, StreamClock
 from schemas import codec
-from schemas.internal import Watermark
+from schemas.internal import ForwardMark, Watermark
 from streams import topics as T
 from streams.worker.metrics import Metrics
 from streams.worker.port import Broker
@@ -51,6 +58,8 @@ class StreamTime:
         self.ends: dict[TP, int] = {}  # input partition -> its end offset, as last confirmed
         self.dirty: set[TP] = set()  # input partitions whose latest event time moved since the last write
         self.facts_in_flight = 0  # shop facts sent and not yet applied (counted without in-band marks)
+        self.forwards = StreamClock(source_partitions=partitions)  # (feed, partition) -> source -> ForwardMark
+        self.raw_local: datetime | None = None  # stream time of this worker's own inputs, at the last tick
         # (feed side, the partitions it vouches for) -> the last watermark sent: a mark for other
         # sources (partitions taken over in a rebalance) goes out even at the same time
         self.last_marks: dict[tuple[str, tuple[int, ...]], datetime] = {}
@@ -71,9 +80,10 @@ class StreamTime:
         if self.mode == "event" and current is not None and at < current - self.lateness:
             self.metrics.late_events += 1
 
-    def observe_mark(self, record: Record, mark: Watermark) -> None:
-        """The other side's watermark arrived on a feed partition."""
-        self.clock.observe_remote((record.topic, record.partition), mark.sources, mark.at)
+    def observe_mark(self, record: Record, mark: Watermark | ForwardMark) -> None:
+        """The other side's watermark, or a worker's forward mark, arrived on a feed partition."""
+        clock = self.forwards if isinstance(mark, ForwardMark) else self.clock
+        clock.observe_remote((record.topic, record.partition), mark.sources, mark.at)
 
     def take_dirty(self) -> dict[TP, datetime]:
         """The latest event time of each input partition that moved since the last call."""
@@ -116,7 +126,13 @@ class StreamTime:
         self.ends = await self.broker.end_offsets(external)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("end offsets of %d partitions in %.1f ms", len(external), (time.monotonic() - asked) * 1000)
-        return self.clock.local_time(external, lambda tp: self.caught_up(cast(TP, tp), processed), latest)
+        own = self.clock.local_time(external, lambda tp: self.caught_up(cast(TP, tp), processed), latest)
+        self.raw_local = own
+        if not self.in_band_marks or own is None:
+            return own
+        forwarded = self.forwards.remote_bound([(topic, p) for topic, p in self.broker.assigned()
+                                                if topic in (self.order_feed, self.waybill_feed)])
+        return None if forwarded is None else min(own, forwarded)
 
     def lagging(self) -> list[TP]:
         """The input partitions not caught up (for the debug log)."""
@@ -190,6 +206,9 @@ class StreamTime:
         the order side's marks vouch for was answered, so min(local, those marks): an order then
         cannot settle before it has heard of another order's earlier upload of its number. The
         order side publishes its local time only, so the two never wait on each other.
+        To the order and waybill feeds, a `ForwardMark` at this worker's own inputs' time
+        (`raw_local`, not bounded by anyone's marks, so that no two workers wait on each other):
+        every record it read in another partition than its key's is on its way.
         """
         if not (self.in_band_marks and self.mode == "event"):
             return []
@@ -200,13 +219,17 @@ class StreamTime:
         registrations = self.remote_bound(self.waybill_feed)
         answered = None if local is None or registrations is None else min(local, registrations)
         facts_sent = horizon - self.lateness if horizon is not None else None
-        for feed, sources, at, last in ((self.waybill_feed, owned[T.WAYBILL_UPLOADED], local, "waybill"),
-                                        (self.order_feed, owned[T.TRACKING_SCANS], answered, "order"),
-                                        (self.shop_feed, owned[T.ORDER_PAID], facts_sent, "shop")):
+        forwarded = self.raw_local
+        for feed, sources, at, last, kind in (
+                (self.waybill_feed, owned[T.WAYBILL_UPLOADED], local, "waybill", Watermark),
+                (self.order_feed, owned[T.TRACKING_SCANS], answered, "order", Watermark),
+                (self.shop_feed, owned[T.ORDER_PAID], facts_sent, "shop", Watermark),
+                (self.order_feed, owned[T.ORDER_PAID], forwarded, "forward-order", ForwardMark),
+                (self.waybill_feed, owned[T.ORDER_PAID], forwarded, "forward-waybill", ForwardMark)):
             sent = self.last_marks.get((last, sources))
             if not sources or at is None or (sent is not None and at <= sent):
                 continue
             self.last_marks[(last, sources)] = at
-            mark = codec.dumps(Watermark(sources=sources, at=at))
+            mark = codec.dumps(kind(sources=sources, at=at))
             out.extend(Outgoing(feed, None, mark, partition=p) for p in range(self.partitions))
         return out

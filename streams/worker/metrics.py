@@ -92,6 +92,8 @@ class Metrics:
     refetched: int = 0    # records the consumer skipped, read by the worker itself (streams.worker.reading)
     deferred: int = 0     # records delivered while the worker was paused for a rebalance, read again after
     not_owned: int = 0    # records of a partition no longer assigned, delivered late and dropped
+    forwarded: Counter = field(default_factory=Counter)  # (input topic, "key" | "partition") -> input
+    # records read where their key's state does not live, forwarded once through a feed
 
 
 @dataclass(frozen=True)
@@ -135,6 +137,7 @@ class Snapshot:
     replayed: int = 0
     refetched: int = 0
     deferred: int = 0
+    forwarded: Mapping[tuple[str, str], int] = field(default_factory=dict)  # (input topic, reason)
     latency: Histogram | None = None
     open_orders: int = 0
     open_waybills: int = 0
@@ -208,6 +211,12 @@ def families(snapshot: Snapshot) -> list[Family]:
         Family("shipguard_records_deferred_total", "counter",
                "Records delivered while the worker was paused for a rebalance, dropped uncommitted and read again",
                (sample(snapshot.deferred),)),
+        Family("shipguard_forwarded_total", "counter",
+               "Input records read in another partition than their key's (reason=partition: the publisher's "
+               "partitioner is not murmur2; reason=key: the record's key is not its order id or waybill number), "
+               "forwarded once through an internal feed to the key's partition",
+               tuple(sample(n, topic=topic, reason=reason)
+                     for (topic, reason), n in sorted(snapshot.forwarded.items()))),
         Family("shipguard_replayed_total", "counter",
                "Records that came again behind the next one of their partition (read twice; no second effect)",
                (sample(snapshot.replayed),)),

@@ -1,7 +1,9 @@
 """Where each kind of processor output goes: an output topic, or another side's feed.
 
 Output topics get the key's own partition number, so that each output partition has one writer
-(the owner of that partition); feed messages are keyed by the key of the side that reads them.
+(the owner of that partition); feed messages are keyed by the key of the side that reads them and
+sent to that key's partition, computed here (murmur2, `streams.topics.partition_for`) rather than
+left to the producer's partitioner.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from schemas import codec
-from schemas.internal import RegisterUpload, Rekeyed, ScansForOrder
+from schemas.internal import RegisterUpload, ScansForOrder
 from schemas.outputs import CancellationOutcome, ShopAlert, ViolationWarning, identity
 from schemas.shop import ShopFact
 from schemas.types import format_time
@@ -28,7 +30,7 @@ class Router:
 
     def __init__(self, app_id: str, metrics: Metrics, time: StreamTime) -> None:
         self.waybill_feed, self.order_feed, self.shop_feed = T.internal_topics(app_id)
-        self.metrics, self.time = metrics, time
+        self.metrics, self.time, self.partitions = metrics, time, time.partitions
 
     def route(self, key: str, outputs: Sequence[Any], partition: int, side: str) -> list[Outgoing]:
         """Messages for the outputs of `key` (stored in `partition` on `side`)."""
@@ -53,21 +55,18 @@ class Router:
                 routed.append(self._output(T.SHOP_ALERTS, item.shop_id, item, partition, origin))
             elif isinstance(item, ShopFact):
                 self.time.fact_sent()
-                routed.append(Outgoing(self.shop_feed, item.shop_id.encode("utf-8"), codec.dumps(item), origin=origin))
+                routed.append(self.forward(self.shop_feed, item.shop_id, item, origin))
             elif isinstance(item, RegisterUpload):
-                routed.append(Outgoing(self.waybill_feed, item.waybill_no.encode("utf-8"), codec.dumps(item),
-                                       origin=origin))
+                routed.append(self.forward(self.waybill_feed, item.waybill_no, item, origin))
             elif isinstance(item, ScansForOrder):
-                routed.append(Outgoing(self.order_feed, item.order_id.encode("utf-8"), codec.dumps(item),
-                                       origin=origin))
+                routed.append(self.forward(self.order_feed, item.order_id, item, origin))
         return routed
+
+    def forward(self, feed: str, key: str, item: Any, origin: tuple[str, int] | None = None) -> Outgoing:
+        """`item` on `feed`, in the partition of `key` (where the side that reads it keeps `key`)."""
+        encoded = key.encode("utf-8")
+        return Outgoing(feed, encoded, codec.dumps(item), T.partition_for(encoded, self.partitions), origin)
 
     @staticmethod
     def _output(topic: str, key: str, item: Any, partition: int, origin: tuple[str, int]) -> Outgoing:
         return Outgoing(topic, key.encode("utf-8"), codec.dumps(item), partition, origin, identity(topic, item))
-
-    @staticmethod
-    def rekey(feed: str, topic: str, key: str, message: Any) -> Outgoing:
-        """A record under the wrong key goes back through its side's feed under its real key."""
-        value = Rekeyed(topic=topic, value=message.model_dump(mode="json"))
-        return Outgoing(feed, key.encode("utf-8"), codec.dumps(value))

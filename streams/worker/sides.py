@@ -19,8 +19,8 @@ from typing import Any, Protocol
 from processors import order as order_rules
 from processors import shop_alerts as shop_rules
 from processors import waybill as waybill_rules
-from schemas.events import ClockTick, ParcelScanned
-from schemas.internal import ORDER_FEED_KINDS, SHOP_FEED_KINDS, WAYBILL_FEED_KINDS
+from schemas.events import ClockTick, OrderPaid, ParcelScanned
+from schemas.internal import ORDER_FEED_KINDS, SHOP_FEED_KINDS, WAYBILL_FEED_KINDS, Rekeyed
 from streams import topics as T
 from streams.worker.clock import StreamTime
 from streams.worker.deadlines import Deadlines
@@ -62,9 +62,15 @@ class Side:
     on_time: Callable[[Any, datetime], Step]
     wake_at: Callable[[Any], datetime | None]  # a stored state's next wake-up (rebuilding timers)
     duplicate: Callable[[Any, Any], bool] = lambda state, message: False  # an event it had seen (counted)
+    # what an input read in another partition than its key's travels as on `feed` (never PII in clear)
+    forward: Callable[[str, Any], Any] = lambda topic, message: _rekeyed(topic, message)
     keeps_wake: bool = False  # the state stores its own next wake-up (orders)
     measured: bool = True  # batches observed in the latency histogram
     deadlines: Deadlines = field(default_factory=Deadlines)
+
+
+def _rekeyed(topic: str, message: Any) -> Rekeyed:
+    return Rekeyed(topic=topic, value=message.model_dump(mode="json"))
 
 
 def _order_time(message: Any) -> datetime | None:
@@ -89,6 +95,9 @@ def build_sides(ctx: order_rules.Context, stores: Stores, time: StreamTime, app_
         time.fact_arrived()
         return shop_rules.apply(state, fact, now, rules)
 
+    def order_forward(topic: str, message: Any) -> Any:
+        return order_rules.paid_order(message, ctx) if isinstance(message, OrderPaid) else _rekeyed(topic, message)
+
     def order_wake(state: Any) -> datetime | None:
         return state.wake_at if state.wake_at is not None else order_rules.next_deadline(state, ctx)
 
@@ -99,7 +108,7 @@ def build_sides(ctx: order_rules.Context, stores: Stores, time: StreamTime, app_
             now=time.current_horizon,
             step=lambda state, key, m, now: order_rules.apply(state, key, m, now, ctx),
             on_time=lambda state, now: order_rules.on_time(state, now, ctx),
-            wake_at=order_wake, duplicate=_order_duplicate, keeps_wake=True),
+            wake_at=order_wake, duplicate=_order_duplicate, forward=order_forward, keeps_wake=True),
         T.WAYBILL_SIDE: Side(
             T.WAYBILL_SIDE, waybill_feed, WAYBILL_FEED_KINDS, stores.waybills,
             key=lambda m: m.waybill_no, event_time=lambda m: m.scan_at, now=lambda: None, step=waybill_step,
@@ -120,6 +129,18 @@ class SideRunner:
                  owned: Callable[[], set[int]]) -> None:
         self.decoder, self.time, self.router, self.metrics, self.owned = decoder, time, router, metrics, owned
         self.external = set(T.INPUT_TOPICS)
+        self.partitions = time.partitions
+
+    def misplaced(self, record: Record, key: str) -> str | None:
+        """Why an input record is not where its key's state lives (None: it is): read under another
+        key, or published to another partition than the key's (a publisher's own partitioner:
+        librdkafka's CRC32, sarama's FNV-1a, an explicit partition)."""
+        encoded = key.encode("utf-8")
+        if record.key != encoded:
+            return "key"
+        if record.partition != T.partition_for(encoded, self.partitions):
+            return "partition"
+        return None
 
     def apply(self, side: Side, records: list[Record]) -> list[Outgoing]:
         """Apply a batch on `side`: each dirty key stored once; the messages to send."""
@@ -136,8 +157,10 @@ class SideRunner:
                 self.time.observe(record, side.event_time(message))
                 if key is None:
                     continue
-                if record.key != key.encode("utf-8"):
-                    out.append(self.router.rekey(side.feed, record.topic, key, message))
+                reason = self.misplaced(record, key)
+                if reason is not None:  # once, through the side's feed, to the key's partition
+                    self.metrics.forwarded[(record.topic, reason)] += 1
+                    out.append(self.router.forward(side.feed, key, side.forward(record.topic, message)))
                     continue
             assert key is not None  # only clock ticks have none, and they are inputs
             state = dirty.get(key) or side.store.get(key, record.partition)

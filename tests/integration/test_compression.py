@@ -9,8 +9,6 @@ of the same stream read one record at a time in process.
 """
 
 import asyncio
-import json
-from pathlib import Path
 
 import pytest
 from confluent_kafka import Producer
@@ -21,22 +19,13 @@ from streams.cli.supervise import WorkerProcess, read_topic, wait_idle
 from streams.inprocess.engine import InProcessEngine
 from streams.kafka.embedded import EmbeddedBroker, free_port
 from streams.rules_file import load_rules
+from tests.publishers import example_lines
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "data" / "examples"
 CODECS = ("gzip", "snappy", "lz4", "zstd")
 OUTPUT_TOPICS = ("violation-warnings", "cancellation-outcomes", "shop-alerts")
 APP_ID = "shipguard-codecs"
 
 pytestmark = pytest.mark.integration
-
-
-def example_lines() -> list[str]:
-    """Every example's lines, events in time order and the last clock tick at the end."""
-    items = [json.loads(line) for path in sorted(EXAMPLES.glob("*.jsonl"))
-             for line in path.read_text(encoding="utf-8").splitlines() if line]
-    ticks = [item for item in items if item["topic"] == "clock-ticks"]
-    events = sorted((item for item in items if item["topic"] != "clock-ticks"), key=lambda item: item["at"])
-    return [json.dumps(item, ensure_ascii=False) for item in events + ticks[-1:]]
 
 
 def publish(bootstrap: str, lines: list[str]) -> dict[str, int]:

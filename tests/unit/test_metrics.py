@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 
 from streams.runtime.web import take_snapshot
-from streams.worker.metrics import Family, Histogram, Snapshot, consumer_lag, exposition, render, sample
+from streams.worker.metrics import Family, Histogram, Metrics, Snapshot, consumer_lag, exposition, render, sample
 
 SAMPLE = re.compile(r'^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>.*)\})? (?P<value>\S+)$')
 LABEL = re.compile(r'(?P<name>[a-zA-Z_][a-zA-Z0-9_]*)="(?P<value>(?:[^"\\]|\\.)*)"(?:,|$)')
@@ -61,6 +61,7 @@ def full_snapshot(**overrides) -> Snapshot:
                 outputs={("SHIP_OVERDUE", "WARNING"): 2, ("SHIP_OVERDUE", "VIOLATION"): 1,
                          ("CANCELLATION", "APPROVED"): 3, ("LATE_DISPATCH_RATE", "WARNING"): 1},
                 dead_letters=4, late_events=5, duplicates=6, refetched=11, deferred=13, latency=latency,
+                forwarded={("order-paid", "partition"): 14, ("tracking-scans", "key"): 2},
                 open_orders=10, open_waybills=9,
                 pending_deadlines=8, lag={"order-paid": 3, "tracking-scans": 0}, ready=True)
     data.update(overrides)
@@ -74,8 +75,10 @@ def test_every_family_has_help_and_type_before_its_samples_and_the_text_parses_b
         "shipguard_events_consumed_total", "shipguard_outputs_total", "shipguard_dead_letters_total",
         "shipguard_late_events_total", "shipguard_duplicates_total",
         "shipguard_offset_gaps_total", "shipguard_replayed_total", "shipguard_records_refetched_total",
-        "shipguard_records_deferred_total"}
+        "shipguard_records_deferred_total", "shipguard_forwarded_total"}
     assert values(families["shipguard_events_consumed_total"], topic="order-paid") == [7]
+    assert values(families["shipguard_forwarded_total"], topic="order-paid", reason="partition") == [14]
+    assert values(families["shipguard_forwarded_total"], topic="tracking-scans", reason="key") == [2]
     assert values(families["shipguard_events_consumed_total"], topic="tracking-scans") == [12]
     assert values(families["shipguard_dead_letters_total"]) == [4]
     assert values(families["shipguard_late_events_total"]) == [5]
@@ -196,10 +199,8 @@ def test_lag_lists_a_topic_with_an_unknown_end_as_zero_and_is_never_negative():
 
 
 def fake_shell(clock_mode: str, ends: dict) -> SimpleNamespace:
-    metrics = SimpleNamespace(consumed=Counter({"order-paid": 3}), outputs=Counter({("NO_PICKUP", "WARNING"): 1}),
-                              dead_letters=1, late_events=0, duplicates=2, offset_gaps=0, replayed=0, refetched=0,
-                              deferred=0,
-                              latency=Histogram(buckets=(1.0,)))
+    metrics = Metrics(consumed=Counter({"order-paid": 3}), outputs=Counter({("NO_PICKUP", "WARNING"): 1}),
+                      dead_letters=1, duplicates=2, latency=Histogram(buckets=(1.0,)))
     return SimpleNamespace(
         metrics=metrics, clock_mode=clock_mode, partitions=8,
         time=SimpleNamespace(ends=ends, processed={("order-paid", 0): 4}, external={"order-paid"}),
