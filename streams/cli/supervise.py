@@ -50,8 +50,9 @@ class WorkerProcess:
 
     def __init__(self, broker_url: str, log_path: Path, *, clock: str = "event", app_id: str = "shipguard",
                  partitions: int = 8, web_port: int = 6066, data_dir: Path | None = None,
-                 extra_env: dict[str, str] | None = None) -> None:
+                 extra_env: dict[str, str] | None = None, wrapper: Sequence[str] = ()) -> None:
         self.log_path = log_path
+        self.wrapper = tuple(wrapper)  # a command the worker runs under (`ip netns exec NAME`, in a test)
         self.env = {**os.environ, "SHIPGUARD_BROKER": broker_url, "SHIPGUARD_CLOCK": clock,
                     "SHIPGUARD_APP_ID": app_id, "SHIPGUARD_PARTITIONS": str(partitions),
                     "SHIPGUARD_WEB_PORT": str(web_port), "PYTHONUNBUFFERED": "1",
@@ -71,7 +72,7 @@ class WorkerProcess:
         self.log_start = log.tell()
         self.started_at = time.monotonic()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "worker"], env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            [*self.wrapper, sys.executable, "-m", "streams.cli", "worker"], env=self.env, stdout=log, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, start_new_session=True)
         log.close()
         deadline = self.started_at + timeout

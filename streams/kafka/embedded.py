@@ -74,7 +74,8 @@ class EmbeddedBroker:
     """
 
     def __init__(self, port: int | None = None, advertised_port: int | None = None,
-                 tls: tuple[str, str] | None = None) -> None:
+                 tls: tuple[str, str] | None = None, host: str = HOST) -> None:
+        self.host = host  # where it listens and what it advertises (loopback unless a test needs another)
         self.port = free_port() if port is None else port
         self.advertised_port = self.port if advertised_port is None else advertised_port
         self.tls = tls
@@ -86,12 +87,12 @@ class EmbeddedBroker:
     @property
     def url(self) -> str:
         """Bootstrap URL in SHIPGUARD_BROKER form: `kafka://127.0.0.1:PORT`."""
-        return f"kafka://{HOST}:{self.port}"
+        return f"kafka://{self.host}:{self.port}"
 
     @property
     def bootstrap(self) -> str:
         """Bootstrap address for plain Kafka clients: `127.0.0.1:PORT`."""
-        return f"{HOST}:{self.port}"
+        return f"{self.host}:{self.port}"
 
     @property
     def running(self) -> bool:
@@ -111,7 +112,7 @@ class EmbeddedBroker:
         if not _port_is_free(self.port):
             raise BrokerError(self._port_taken_message())
         self._listen_port = free_port() if self.tls else self.port
-        listener = f"tcp://{HOST}:{self._listen_port}"
+        listener = f"tcp://{self.host}:{self._listen_port}"
         self._log = tempfile.TemporaryFile(prefix="shipguard-broker-")
         # Every option explicit: Tansu also reads CLUSTER_ID, LISTENER_URL, STORAGE_ENGINE ... from
         # the environment, and a Kafka developer's shell may well have CLUSTER_ID set.
@@ -119,7 +120,7 @@ class EmbeddedBroker:
             binary, "broker",
             "--cluster-id", EMBEDDED_CLUSTER_ID,
             "--listener-url", listener,
-            "--advertised-listener-url", f"tcp://{HOST}:{self.advertised_port}",
+            "--advertised-listener-url", f"tcp://{self.host}:{self.advertised_port}",
             "--storage-engine", "memory://tansu/",
         ]
         try:
@@ -230,10 +231,10 @@ class EmbeddedBroker:
     def _port_taken_message(self) -> str:
         other = free_port()
         return (
-            f"port {self.port} on {HOST} is already in use, so the embedded broker cannot listen "
+            f"port {self.port} on {self.host} is already in use, so the embedded broker cannot listen "
             f"there (is another broker, or an earlier `shipguard broker`, still running?). Pick "
             f"another port, e.g. `shipguard broker --port {other}` with "
-            f"SHIPGUARD_BROKER=kafka://{HOST}:{other} for the worker, or stop the program using "
+            f"SHIPGUARD_BROKER=kafka://{self.host}:{other} for the worker, or stop the program using "
             f"port {self.port} (`ss -ltnp 'sport = :{self.port}'` shows which one)."
         )
 

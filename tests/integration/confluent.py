@@ -60,7 +60,12 @@ def publish(bootstrap: str, messages: Iterable[Message], *, placement: str = "de
 
 
 def read_all(bootstrap: str, topic: str, timeout: float = 30.0) -> list[dict]:
-    """Every value on `topic` from the beginning, decoded, read with a confluent-kafka consumer
+    """Every value on `topic` from the beginning, decoded (`read_raw`)."""
+    return [codec.loads(value) for _, value in read_raw(bootstrap, topic, timeout)]
+
+
+def read_raw(bootstrap: str, topic: str, timeout: float = 30.0) -> list[tuple[bytes | None, bytes]]:
+    """Every (key, value) on `topic` from the beginning, as bytes, read with a confluent-kafka consumer
     (isolation read_committed) until each partition reports its end (librdkafka's partition EOF,
     from the high-water mark of its Fetch answers).
 
@@ -73,7 +78,7 @@ def read_all(bootstrap: str, topic: str, timeout: float = 30.0) -> list[dict]:
     try:
         partitions = list(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
-        values: list[dict] = []
+        values: list[tuple[bytes | None, bytes]] = []
         at_end: set[int] = set()
         deadline = time.monotonic() + timeout
         while at_end != set(partitions):
@@ -87,7 +92,7 @@ def read_all(bootstrap: str, topic: str, timeout: float = 30.0) -> list[dict]:
                 at_end.add(message.partition())
                 continue
             at_end.discard(message.partition())
-            values.append(codec.loads(message.value()))
+            values.append((message.key(), message.value()))
         return values
     finally:
         consumer.close()
