@@ -72,8 +72,8 @@ class WorkerProcess:
         self.log_start = log.tell()
         self.started_at = time.monotonic()
         self.process = subprocess.Popen(
-            [*self.wrapper, sys.executable, "-m", "streams.cli", "worker"], env=self.env, stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True)
+            [*self.wrapper, sys.executable, "-m", "streams.cli", "worker"], env=self.env, stdout=log,
+            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
         log.close()
         deadline = self.started_at + timeout
         while time.monotonic() < deadline:
