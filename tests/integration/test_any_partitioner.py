@@ -16,6 +16,7 @@ import re
 import time
 import urllib.request
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
 import orjson
@@ -87,8 +88,8 @@ def test_outputs_are_one_readings_whichever_partitioner_published_them(tmp_path,
         group = [WorkerProcess(broker.url, tmp_path / f"w{i}.log", app_id=APP_ID, web_port=free_port(),
                                data_dir=tmp_path / f"w{i}") for i in range(workers)]
         try:
-            for worker in group:
-                worker.start()
+            with ThreadPoolExecutor(len(group)) as pool:  # together: one rebalance, not one per worker
+                list(pool.map(WorkerProcess.start, group))
             deadline = time.monotonic() + 60  # every worker holds partitions before the stream starts
             while not all(assigned(w) for w in group) and time.monotonic() < deadline:
                 time.sleep(0.2)

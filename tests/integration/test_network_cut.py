@@ -16,6 +16,7 @@ import re
 import time
 import urllib.request
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 
 import orjson
 import pytest
@@ -67,8 +68,8 @@ def test_a_worker_cut_off_the_network_mid_replay_is_replaced_and_every_output_ap
                                        extra_env={"SHIPGUARD_WEB_HOST": "0.0.0.0"})
                    for name in ("a", "b")}
         try:
-            for worker in workers.values():
-                worker.start()
+            with ThreadPoolExecutor(2) as pool:
+                list(pool.map(WorkerProcess.start, workers.values()))
             deadline = time.monotonic() + 60
             while not all(assigned(w) for w in workers.values()) and time.monotonic() < deadline:
                 time.sleep(0.2)
