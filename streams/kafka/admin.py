@@ -116,19 +116,15 @@ def ensure_topics(
     return created
 
 
-def partition_mismatches(counts: dict[str, int], partitions: int, read: Iterable[str],
-                         written: Iterable[str]) -> list[str]:
+def partition_mismatches(counts: dict[str, int], partitions: int) -> list[str]:
     """What stops a worker with `partitions` partitions on topics with these `counts`, one line each.
 
-    A topic it reads must have exactly `partitions`: a key's partition is murmur2 of the key modulo
-    the count, and every read topic must agree on it (co-partitioning). A topic it writes by a
-    key's partition number needs at least that many.
+    Every topic shipguard reads or writes has exactly `partitions` (the contract): a key's
+    partition is murmur2 of the key modulo the count, the topics it reads must agree on it
+    (co-partitioning), and an output goes to its key's partition number.
     """
-    problems = [f"topic {name!r} has {counts[name]} partitions, SHIPGUARD_PARTITIONS is {partitions}"
-                for name in read if name in counts and counts[name] != partitions]
-    problems += [f"topic {name!r} has {counts[name]} partitions, fewer than SHIPGUARD_PARTITIONS ({partitions})"
-                 for name in written if name in counts and counts[name] < partitions]
-    return problems
+    return [f"topic {name!r} has {count} partitions, SHIPGUARD_PARTITIONS is {partitions}"
+            for name, count in sorted(counts.items()) if count != partitions]
 
 
 def end_offsets(bootstrap: Bootstrap, topic: str, security: Security = None) -> dict[int, int]:

@@ -136,11 +136,11 @@ def run_worker(broker: str | None = None, clock: str | None = None) -> int:
     embedded = compat.detect(settings)
     compat.create_topics_up_front(settings)
     counts = admin.partition_counts(settings.bootstrap_servers, T.all_topics(settings.app_id), security=client_security)
-    problems = admin.partition_mismatches(counts, settings.partitions, T.side_of(settings.app_id), T.OUTPUT_TOPICS)
+    problems = admin.partition_mismatches(counts, settings.partitions)
     if problems:
         print(f"shipguard worker: refusing to start: {'; '.join(problems)}. Records would be judged in the wrong "
               "partition. Recreate those topics with SHIPGUARD_PARTITIONS partitions, or set "
-              "SHIPGUARD_PARTITIONS to the count of the topics it reads (docs/broker.md).", file=sys.stderr)
+              "SHIPGUARD_PARTITIONS to the count all its topics have (docs/broker.md).", file=sys.stderr)
         return 2
     log.info("shipguard worker starting: broker=%s security=%s embedded=%s clock=%s partitions=%d",
              settings.broker, security.describe(settings), embedded, settings.clock, settings.partitions)
