@@ -59,29 +59,23 @@ class ScansForOrder(StateModel):
 
 class Watermark(StateModel):
     """One side -> every partition of the other side's feed: all it read from its input
-    partitions `sources` with event time up to `at` has been handled and its messages sent."""
+    partitions `sources` with event time up to `at` has been handled and its messages sent.
+
+    `read` (on the order and waybill feeds): every input record its sender read from `sources` up
+    to that time in another partition than its key's is on the feeds (`PaidOrder`, `Rekeyed`);
+    the key's owner counts its own time only up to every worker's `read`. Either may be absent
+    (not known yet)."""
 
     kind: Literal["wm"] = "wm"
     sources: tuple[int, ...]
-    at: Instant
+    at: Instant | None = None
+    read: Instant | None = None
 
 
-class ForwardMark(StateModel):
-    """A worker -> every partition of the order and waybill feeds: every input record it read from
-    its input partitions `sources` with event time up to `at` in another partition than its key's
-    (`PaidOrder`, `Rekeyed`) is on the feeds. The key's owner counts what it reads only up to
-    these marks (its stream time waits for records still on their way to it)."""
-
-    kind: Literal["fwd"] = "fwd"
-    sources: tuple[int, ...]
-    at: Instant
-
-
-WaybillFeed = RegisterUpload | Rekeyed | Watermark | ForwardMark
-OrderFeed = ScansForOrder | PaidOrder | Rekeyed | Watermark | ForwardMark
-WAYBILL_FEED_KINDS = {"register": RegisterUpload, "rekeyed": Rekeyed, "wm": Watermark, "fwd": ForwardMark}
-ORDER_FEED_KINDS = {"scans": ScansForOrder, "paid": PaidOrder, "rekeyed": Rekeyed, "wm": Watermark,
-                    "fwd": ForwardMark}
+WaybillFeed = RegisterUpload | Rekeyed | Watermark
+OrderFeed = ScansForOrder | PaidOrder | Rekeyed | Watermark
+WAYBILL_FEED_KINDS = {"register": RegisterUpload, "rekeyed": Rekeyed, "wm": Watermark}
+ORDER_FEED_KINDS = {"scans": ScansForOrder, "paid": PaidOrder, "rekeyed": Rekeyed, "wm": Watermark}
 
 
 def _shop_feed_kinds() -> dict[str, type]:
@@ -92,6 +86,6 @@ def _shop_feed_kinds() -> dict[str, type]:
 
 
 SHOP_FEED_KINDS = _shop_feed_kinds()
-__all__ = ["ForwardMark", "PaidOrder", "RegisterUpload", "Rekeyed", "ScansForOrder", "Watermark", "WaybillFeed",
+__all__ = ["PaidOrder", "RegisterUpload", "Rekeyed", "ScansForOrder", "Watermark", "WaybillFeed",
            "OrderFeed",
            "WAYBILL_FEED_KINDS", "ORDER_FEED_KINDS", "SHOP_FEED_KINDS"]

@@ -9,8 +9,8 @@ order side sends. In wall mode every horizon is the wall clock minus the latenes
 
 Records published in another partition than their key's reach their key's owner one hop late,
 through a feed (`streams.worker.sides.SideRunner.misplaced`). So a worker's local time is its own
-inputs' stream time (`raw_local`, which it vouches for in `ForwardMark`s on the order and waybill
-feeds) bounded by every worker's forward marks on the feed partitions it reads: it never counts
+inputs' stream time (`raw_local`, which it vouches for in the `read` of its watermarks on the
+order and waybill feeds) bounded by every worker's forward marks on the feed partitions it reads: it never counts
 time past a record still on its way to it, and everything it vouches for downstream (its
 watermarks) includes what others forwarded to it.
 
@@ -29,7 +29,7 @@ from typing import cast
 
 from processors.watermark import SideClock, StreamClock
 from schemas import codec
-from schemas.internal import ForwardMark, Watermark
+from schemas.internal import Watermark
 from streams import topics as T
 from streams.worker.metrics import Metrics
 from streams.worker.port import Broker
@@ -58,11 +58,11 @@ class StreamTime:
         self.ends: dict[TP, int] = {}  # input partition -> its end offset, as last confirmed
         self.dirty: set[TP] = set()  # input partitions whose latest event time moved since the last write
         self.facts_in_flight = 0  # shop facts sent and not yet applied (counted without in-band marks)
-        self.forwards = StreamClock(source_partitions=partitions)  # (feed, partition) -> source -> ForwardMark
+        self.forwards = StreamClock(source_partitions=partitions)  # (feed, partition) -> source -> a mark's `read`
         self.raw_local: datetime | None = None  # stream time of this worker's own inputs, at the last tick
         # (feed side, the partitions it vouches for) -> the last watermark sent: a mark for other
         # sources (partitions taken over in a rebalance) goes out even at the same time
-        self.last_marks: dict[tuple[str, tuple[int, ...]], datetime] = {}
+        self.last_marks: dict[tuple[str, tuple[int, ...]], tuple[datetime | None, datetime | None]] = {}
 
     # ---- what was read ----------------------------------------------------------------------
     def observe(self, record: Record, at: datetime | None) -> None:
@@ -80,10 +80,13 @@ class StreamTime:
         if self.mode == "event" and current is not None and at < current - self.lateness:
             self.metrics.late_events += 1
 
-    def observe_mark(self, record: Record, mark: Watermark | ForwardMark) -> None:
-        """The other side's watermark, or a worker's forward mark, arrived on a feed partition."""
-        clock = self.forwards if isinstance(mark, ForwardMark) else self.clock
-        clock.observe_remote((record.topic, record.partition), mark.sources, mark.at)
+    def observe_mark(self, record: Record, mark: Watermark) -> None:
+        """The other side's watermark arrived on a feed partition."""
+        feed = (record.topic, record.partition)
+        if mark.at is not None:
+            self.clock.observe_remote(feed, mark.sources, mark.at)
+        if mark.read is not None:
+            self.forwards.observe_remote(feed, mark.sources, mark.read)
 
     def take_dirty(self) -> dict[TP, datetime]:
         """The latest event time of each input partition that moved since the last call."""
@@ -206,9 +209,10 @@ class StreamTime:
         the order side's marks vouch for was answered, so min(local, those marks): an order then
         cannot settle before it has heard of another order's earlier upload of its number. The
         order side publishes its local time only, so the two never wait on each other.
-        To the order and waybill feeds, a `ForwardMark` at this worker's own inputs' time
+        The marks on the order and waybill feeds also carry `read`, this worker's own inputs' time
         (`raw_local`, not bounded by anyone's marks, so that no two workers wait on each other):
-        every record it read in another partition than its key's is on its way.
+        every record it read in another partition than its key's is on its way. A mark goes out
+        when either moved (`at` may still be unknown while `read` is).
         """
         if not (self.in_band_marks and self.mode == "event"):
             return []
@@ -219,17 +223,18 @@ class StreamTime:
         registrations = self.remote_bound(self.waybill_feed)
         answered = None if local is None or registrations is None else min(local, registrations)
         facts_sent = horizon - self.lateness if horizon is not None else None
-        forwarded = self.raw_local
-        for feed, sources, at, last, kind in (
-                (self.waybill_feed, owned[T.WAYBILL_UPLOADED], local, "waybill", Watermark),
-                (self.order_feed, owned[T.TRACKING_SCANS], answered, "order", Watermark),
-                (self.shop_feed, owned[T.ORDER_PAID], facts_sent, "shop", Watermark),
-                (self.order_feed, owned[T.ORDER_PAID], forwarded, "forward-order", ForwardMark),
-                (self.waybill_feed, owned[T.ORDER_PAID], forwarded, "forward-waybill", ForwardMark)):
-            sent = self.last_marks.get((last, sources))
-            if not sources or at is None or (sent is not None and at <= sent):
+        read = self.raw_local
+        for feed, sources, at, forwards, last in (
+                (self.waybill_feed, owned[T.WAYBILL_UPLOADED], local, read, "waybill"),
+                (self.order_feed, owned[T.TRACKING_SCANS], answered, read, "order"),
+                (self.shop_feed, owned[T.ORDER_PAID], facts_sent, None, "shop")):
+            sent_at, sent_read = self.last_marks.get((last, sources), (None, None))
+            moved = at is not None and (sent_at is None or at > sent_at)
+            forwards_moved = forwards is not None and (sent_read is None or forwards > sent_read)
+            if not sources or not (moved or forwards_moved):
                 continue
-            self.last_marks[(last, sources)] = at
-            mark = codec.dumps(kind(sources=sources, at=at))
+            self.last_marks[(last, sources)] = (at if moved else sent_at, forwards if forwards_moved else sent_read)
+            mark = codec.dumps(Watermark(sources=sources, at=at if moved else sent_at,
+                                         read=forwards if forwards_moved else sent_read))
             out.extend(Outgoing(feed, None, mark, partition=p) for p in range(self.partitions))
         return out

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from schemas import codec
 from schemas.codec import BadInput
-from schemas.internal import ForwardMark, Rekeyed, Watermark
+from schemas.internal import Rekeyed, Watermark
 from schemas.outputs import DeadLetter
 from streams import topics as T
 from streams.worker.clock import StreamTime
@@ -48,7 +48,7 @@ class Decoder:
             if record.topic != feed:
                 return codec.decode_input(record.topic, record.value)
             message = self._internal(record, kinds)
-            if isinstance(message, Watermark | ForwardMark):
+            if isinstance(message, Watermark):
                 self.time.observe_mark(record, message)
                 return None
             if isinstance(message, Rekeyed):

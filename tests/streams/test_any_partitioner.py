@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from schemas import codec
-from schemas.internal import ForwardMark
+from schemas.internal import Watermark
 from streams.cli.replay import parse_line
 from streams.inprocess.engine import InProcessEngine, partition_for
 from streams.rules_file import load_rules
@@ -60,8 +60,9 @@ def test_the_examples_published_with_another_partitioner_give_exactly_the_output
 def test_with_in_band_watermarks_as_on_a_broker_the_outputs_are_still_those_of_murmur2(name):
     reference = published(PARTITIONERS["murmur2"])
     engine = published(PARTITIONERS[name], in_band_marks=True)
-    marks = [r for p in engine.log["shipguard-order-feed"].values() for r in p if b'"kind":"fwd"' in r.value]
-    assert marks, "forward marks went out on the order feed"
+    marks = [r for p in engine.log["shipguard-order-feed"].values() for r in p
+             if codec.loads(r.value).get("read") is not None]
+    assert marks, "marks with `read` went out on the order feed"
     assert sum(engine.shell.metrics.forwarded.values()) > 0
     assert outputs(engine) == outputs(reference)
 
@@ -79,14 +80,16 @@ def test_a_workers_local_time_waits_for_every_workers_forward_marks_on_the_feeds
     for feed in ("shipguard-order-feed", "shipguard-waybill-feed"):
         for p in range(engine.partitions):
             for sources in ((0, 1, 2, 3), (4, 5, 6, 7)):  # two workers' marks on each partition
-                time.observe_mark(Record(feed, p, 0, None, b""), ForwardMark(sources=sources,
-                                                                           at=earlier if sources[0] else at))
+                time.observe_mark(Record(feed, p, 0, None, b""), Watermark(sources=sources,
+                                                                         read=earlier if sources[0] else at))
     assert asyncio.run(time.confirmed_local_time()) == earlier, "the slowest worker's mark bounds it"
-    sent = time.marks(at, None)
-    forward = [codec.loads(o.value) for o in sent if b'"kind":"fwd"' in o.value]
-    assert {(o.topic, o.partition) for o in sent if b'"kind":"fwd"' in o.value} == {
+    assert time.clock.remote_bound([("shipguard-order-feed", 0)]) is None, "`read` is not a side's watermark"
+    sent = time.marks(None, None)  # no side's time known yet: the marks go out for `read` alone
+    forward = [codec.loads(o.value) for o in sent if b'"read"' in o.value]
+    assert {(o.topic, o.partition) for o in sent if codec.loads(o.value).get("read")} == {
         (feed, p) for feed in ("shipguard-order-feed", "shipguard-waybill-feed") for p in range(engine.partitions)}
-    assert {f["at"] for f in forward} == {"2026-03-02T10:00:00Z"}, "a worker vouches for its own inputs' time"
+    assert {f["read"] for f in forward} == {"2026-03-02T10:00:00Z"}, "a worker vouches for its own inputs' time"
+    assert {f["at"] for f in forward} == {None}
 
 
 @pytest.mark.parametrize("name", ["crc32", "random"])
