@@ -22,6 +22,7 @@ and the last watermark sent per feed and sources.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -43,7 +44,8 @@ class StreamTime:
     """This worker's stream time, its three side clocks and the watermarks it sends."""
 
     def __init__(self, broker: Broker, reading: Reading, metrics: Metrics, *, mode: str, partitions: int,
-                 app_id: str, lateness: timedelta, in_band_marks: bool, wall_now: Callable[[], datetime]) -> None:
+                 app_id: str, lateness: timedelta, in_band_marks: bool, wall_now: Callable[[], datetime],
+                 mark_interval_s: float = 0.0) -> None:
         self.broker, self.reading, self.metrics = broker, reading, metrics
         self.mode, self.partitions, self.lateness = mode, partitions, lateness
         # False only where forwards are delivered synchronously (streams.inprocess): then the
@@ -63,6 +65,10 @@ class StreamTime:
         # (feed side, the partitions it vouches for) -> the last watermark sent: a mark for other
         # sources (partitions taken over in a rebalance) goes out even at the same time
         self.last_marks: dict[tuple[str, tuple[int, ...]], tuple[datetime | None, datetime | None]] = {}
+        # at most one mark per feed and sources per interval (a later tick sends what moved since):
+        # a mark sent late still vouches for what it says, it only holds the other side back longer
+        self.mark_interval_s = mark_interval_s
+        self.marks_sent_at: dict[str, float] = {}  # feed side -> monotonic time of its last marks
 
     # ---- what was read ----------------------------------------------------------------------
     def observe(self, record: Record, at: datetime | None) -> None:
@@ -224,6 +230,7 @@ class StreamTime:
         answered = None if local is None or registrations is None else min(local, registrations)
         facts_sent = horizon - self.lateness if horizon is not None else None
         read = self.raw_local
+        now = time.monotonic()
         for feed, sources, at, forwards, last in (
                 (self.waybill_feed, owned[T.WAYBILL_UPLOADED], local, read, "waybill"),
                 (self.order_feed, owned[T.TRACKING_SCANS], answered, read, "order"),
@@ -233,6 +240,9 @@ class StreamTime:
             forwards_moved = forwards is not None and (sent_read is None or forwards > sent_read)
             if not sources or not (moved or forwards_moved):
                 continue
+            if now - self.marks_sent_at.get(last, -math.inf) < self.mark_interval_s:
+                continue  # too soon after the last ones: a later tick sends the marks as they are then
+            self.marks_sent_at[last] = now
             self.last_marks[(last, sources)] = (at if moved else sent_at, forwards if forwards_moved else sent_read)
             mark = codec.dumps(Watermark(sources=sources, at=at if moved else sent_at,
                                          read=forwards if forwards_moved else sent_read))

@@ -51,7 +51,8 @@ class Shell:
     def __init__(self, *, ctx: order_rules.Context, broker: Broker, stores: Stores, clock_mode: str,
                  partitions: int, app_id: str, outbox: StateStore | None = None,
                  wall_now: Callable[[], datetime] = lambda: datetime.now(UTC),
-                 in_band_marks: bool = True, max_message_bytes: int = MAX_MESSAGE_BYTES) -> None:
+                 in_band_marks: bool = True, max_message_bytes: int = MAX_MESSAGE_BYTES,
+                 mark_interval_s: float = 0.0) -> None:
         if clock_mode == "wall" and not ctx.decide_on_read:
             ctx = replace(ctx, decide_on_read=True)
         self.ctx, self.broker, self.stores = ctx, broker, stores
@@ -62,7 +63,7 @@ class Shell:
         self.reading = Reading(broker, self.metrics)
         self.time = StreamTime(broker, self.reading, self.metrics, mode=clock_mode, partitions=partitions,
                                app_id=app_id, lateness=ctx.rules.allowed_lateness, in_band_marks=in_band_marks,
-                               wall_now=wall_now)
+                               wall_now=wall_now, mark_interval_s=mark_interval_s)
         # Crash safety (docs/delivery.md): with an outbox, each batch's messages are on the
         # broker before its state is, and after an assignment the outboxes are checked against
         # the output partitions before anything else runs. Without one (in process) nothing can

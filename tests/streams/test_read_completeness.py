@@ -160,6 +160,20 @@ def test_watermarks_go_out_again_when_the_partitions_they_vouch_for_change():
     assert again and all(b'"sources":[0,1,2,3,4,5,6,7]' in o.value for o in again)
 
 
+def test_watermarks_are_sent_at_most_once_per_interval_and_a_later_tick_sends_the_latest():
+    engine = InProcessEngine(load_rules(), in_band_marks=True)
+    time_ = engine.shell.time
+    time_.mark_interval_s = 60.0
+    at = datetime(2026, 3, 1, tzinfo=UTC)
+    assert time_.marks(at, at), "the first marks go out at once"
+    later = datetime(2026, 3, 2, tzinfo=UTC)
+    assert time_.marks(later, later) == [], "within the interval: held back"
+    time_.marks_sent_at = {side: sent - 61.0 for side, sent in time_.marks_sent_at.items()}
+    again = time_.marks(later, later)
+    waybill = [o.value for o in again if o.topic == "shipguard-waybill-feed"]
+    assert waybill and all(b'"at":"2026-03-02T00:00:00Z"' in value for value in waybill)
+
+
 class FaustLikeConsumer:
     """Faust's commit computation, reduced to what `commit_what_landed` relies on."""
 
