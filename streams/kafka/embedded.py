@@ -27,7 +27,7 @@ from typing import IO, Any
 
 from streams.kafka import admin
 from streams.kafka.compat import EMBEDDED_CLUSTER_ID
-from streams.kafka.local import HOST, BrokerError
+from streams.kafka.local import HOST, BrokerError, log_tail
 from streams.kafka.tls_front import TlsFront
 
 __all__ = ["HOST", "BrokerError", "EmbeddedBroker", "free_port", "broker_binary"]
@@ -167,13 +167,7 @@ class EmbeddedBroker:
 
     def log_tail(self, lines: int = 20) -> str:
         """The last lines the broker printed (empty once stopped)."""
-        if self._log is None:
-            return ""
-        # pread leaves the file offset alone: the broker shares it and keeps writing.
-        fd = self._log.fileno()
-        size = os.fstat(fd).st_size
-        text = os.pread(fd, 65536, max(0, size - 65536)).decode("utf-8", "replace")
-        return "\n".join(text.strip().splitlines()[-lines:])
+        return log_tail(self._log, lines)
 
     def __enter__(self) -> EmbeddedBroker:
         return self.start() if self._proc is None else self

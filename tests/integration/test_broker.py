@@ -10,10 +10,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from confluent_kafka import Producer
 
-from streams.kafka import admin
+from streams.kafka import admin, apache
 from streams.kafka.embedded import BrokerError, EmbeddedBroker, free_port
 from streams.topics import all_topics
+from tests.integration import confluent
 
 pytestmark = pytest.mark.integration
 
@@ -92,6 +94,45 @@ def test_shipguard_broker_creates_every_topic_and_stops_on_a_signal_leaving_no_p
         assert cli.wait(timeout=15) == 0, cli.stderr.read() if cli.stderr else ""
         assert not _process_exists(tansu)
         assert not _accepts_connections(port)
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+            cli.wait()
+
+
+@pytest.mark.skipif(apache.unavailable() is not None, reason=f"Apache Kafka: {apache.unavailable()}")
+def test_shipguard_broker_kind_kafka_runs_apache_kafka_with_every_topic_and_stops_on_sigterm(
+    python_env: dict[str, str], tmp_path: Path
+) -> None:
+    port = free_port()
+    cli = subprocess.Popen(
+        [sys.executable, "-m", "streams.cli", "broker", "--kind", "kafka", "--port", str(port),
+         "--data-dir", str(tmp_path / "kafka")], env=python_env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        ready = _read_line(cli, timeout=600)  # the first use fetches the jars from Maven Central
+        topics = all_topics("shipguard")
+        assert ready == f"shipguard broker ready on kafka://127.0.0.1:{port} ({len(topics)} topics x 8 partitions)"
+        assert cli.stdout is not None and f"Apache Kafka {apache.KAFKA_VERSION}" in cli.stdout.readline()
+        assert admin.partition_counts(f"kafka://127.0.0.1:{port}", topics) == {t: 8 for t in topics}
+        assert not admin.is_embedded_cluster_id(admin.cluster_id(f"127.0.0.1:{port}"))
+        # a transactional producer (what the embedded broker refuses) commits, and a
+        # read_committed consumer (confluent-kafka: not our client) reads what it wrote
+        producer = Producer({"bootstrap.servers": f"127.0.0.1:{port}", "transactional.id": "probe"})
+        producer.init_transactions(30)
+        producer.begin_transaction()
+        producer.produce("dead-letters", b"{}", b"probe", partition=0)
+        producer.commit_transaction(30)
+        assert [value for _, value in confluent.read_raw(f"127.0.0.1:{port}", "dead-letters")] == [b"{}"]
+        [java] = _children(cli.pid)
+
+        cli.send_signal(signal.SIGTERM)
+
+        assert cli.wait(timeout=60) == 0, cli.stderr.read() if cli.stderr else ""
+        assert not _process_exists(java)
+        assert not _accepts_connections(port)
+        assert (tmp_path / "kafka" / "logs" / "meta.properties").exists(), "--data-dir kept the data"
     finally:
         if cli.poll() is None:
             cli.kill()
