@@ -25,7 +25,7 @@ from typing import IO
 
 from streams.kafka import admin
 from streams.kafka.embedded import free_port
-from streams.kafka.local import HOST, BrokerError, log_tail
+from streams.kafka.local import HOST, BrokerError, LocalBroker
 
 KAFKA_VERSION = "4.4.0"
 SLF4J_VERSION = "2.0.17"
@@ -105,30 +105,16 @@ def fetch_jars(version: str = KAFKA_VERSION, progress: IO[str] | None = sys.stde
     return lib
 
 
-class ApacheKafka:
+class ApacheKafka(LocalBroker):
     """A single-node Apache Kafka (KRaft) on 127.0.0.1:`port`; its controller on a private port."""
 
     def __init__(self, port: int | None = None, data_dir: Path | None = None,
                  version: str = KAFKA_VERSION) -> None:
-        self.port = free_port() if port is None else port
+        super().__init__(free_port() if port is None else port)
         self.controller_port = free_port()
         self.version = version
         self._given_dir = data_dir
         self.data_dir: Path | None = None
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"kafka://{HOST}:{self.port}"
-
-    @property
-    def bootstrap(self) -> str:
-        return f"{HOST}:{self.port}"
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
 
     def start(self, timeout: float = 60.0) -> ApacheKafka:
         """Fetch the jars if needed, format the data directory if new, start, wait for metadata."""
@@ -185,28 +171,9 @@ class ApacheKafka:
 
     def stop(self, grace: float = 15.0) -> None:
         """SIGTERM (a controlled shutdown), then SIGKILL after `grace` seconds; safe to call twice."""
-        proc, self._proc = self._proc, None
-        if proc is not None:
-            atexit.unregister(self.stop)
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(grace)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+        self._end_process(grace)
         if self._given_dir is None and self.data_dir is not None:
             shutil.rmtree(self.data_dir, ignore_errors=True)
-
-    def log_tail(self, lines: int = 20) -> str:
-        """The last lines the broker printed (empty once stopped)."""
-        return log_tail(self._log, lines)
-
-    def __enter__(self) -> ApacheKafka:
-        return self.start() if self._proc is None else self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
 
 def _cluster_id() -> str:

@@ -23,11 +23,11 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from typing import IO, Any
+from typing import Any
 
 from streams.kafka import admin
 from streams.kafka.compat import EMBEDDED_CLUSTER_ID
-from streams.kafka.local import HOST, BrokerError, log_tail
+from streams.kafka.local import HOST, BrokerError, LocalBroker
 from streams.kafka.tls_front import TlsFront
 
 __all__ = ["HOST", "BrokerError", "EmbeddedBroker", "free_port", "broker_binary"]
@@ -61,7 +61,7 @@ def broker_binary() -> str:
         ) from None
 
 
-class EmbeddedBroker:
+class EmbeddedBroker(LocalBroker):
     """A Tansu broker process on 127.0.0.1:`port` (a free port if none is given).
 
     Clients go on to the address the broker advertises in its metadata: `advertised_port`, when
@@ -75,34 +75,12 @@ class EmbeddedBroker:
 
     def __init__(self, port: int | None = None, advertised_port: int | None = None,
                  tls: tuple[str, str] | None = None, host: str = HOST) -> None:
-        self.host = host  # where it listens and what it advertises (loopback unless a test needs another)
-        self.port = free_port() if port is None else port
+        # where it listens and what it advertises (loopback unless a test needs another)
+        super().__init__(free_port() if port is None else port, host)
         self.advertised_port = self.port if advertised_port is None else advertised_port
         self.tls = tls
         self._listen_port = self.port  # where Tansu itself listens: `port`, or a private one behind TLS
         self._tls_front: TlsFront | None = None
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        """Bootstrap URL in SHIPGUARD_BROKER form: `kafka://127.0.0.1:PORT`."""
-        return f"kafka://{self.host}:{self.port}"
-
-    @property
-    def bootstrap(self) -> str:
-        """Bootstrap address for plain Kafka clients: `127.0.0.1:PORT`."""
-        return f"{self.host}:{self.port}"
-
-    @property
-    def running(self) -> bool:
-        """True while the broker process is alive."""
-        return self._proc is not None and self._proc.poll() is None
-
-    @property
-    def pid(self) -> int | None:
-        """Process id of the broker, while it has one."""
-        return self._proc.pid if self._proc is not None else None
 
     def start(self, timeout: float = 15.0) -> EmbeddedBroker:
         """Spawn the broker and return once it answers a Kafka metadata request; BrokerError if it cannot."""
@@ -153,27 +131,8 @@ class EmbeddedBroker:
         front, self._tls_front = self._tls_front, None
         if front is not None:
             front.stop()
-        proc, self._proc = self._proc, None
-        if proc is not None:
-            atexit.unregister(self.stop)
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(grace)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+        self._end_process(grace)
         self._close_log()
-
-    def log_tail(self, lines: int = 20) -> str:
-        """The last lines the broker printed (empty once stopped)."""
-        return log_tail(self._log, lines)
-
-    def __enter__(self) -> EmbeddedBroker:
-        return self.start() if self._proc is None else self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         return f"EmbeddedBroker({self.url}, {'running' if self.running else 'stopped'})"
