@@ -67,6 +67,13 @@ def test_the_kubernetes_workers_are_a_statefulset_with_a_volume_for_the_rocksdb_
     assert ("Job", "shipguard-topics") in manifests
 
 
+def test_a_worker_that_ends_itself_is_restarted_by_compose_and_by_kubernetes():
+    # the worker exits 70 when a batch fails (a broker unreachable past its requests' timeout)
+    assert compose()["services"]["worker"]["restart"] in ("always", "unless-stopped", "on-failure")
+    workers = k8s()[("StatefulSet", "shipguard-worker")]
+    assert workers["spec"]["template"]["spec"].get("restartPolicy", "Always") == "Always"
+
+
 def test_every_shipguard_variable_the_kubernetes_manifests_set_is_read_by_the_config_module_and_valid():
     manifests = k8s()
     env = dict(manifests[("ConfigMap", "shipguard")]["data"])
