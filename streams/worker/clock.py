@@ -235,16 +235,19 @@ class StreamTime:
                 (self.waybill_feed, owned[T.WAYBILL_UPLOADED], local, read, "waybill"),
                 (self.order_feed, owned[T.TRACKING_SCANS], answered, read, "order"),
                 (self.shop_feed, owned[T.ORDER_PAID], facts_sent, None, "shop")):
-            sent_at, sent_read = self.last_marks.get((last, sources), (None, None))
-            moved = at is not None and (sent_at is None or at > sent_at)
-            forwards_moved = forwards is not None and (sent_read is None or forwards > sent_read)
-            if not sources or not (moved or forwards_moved):
+            sent = self.last_marks.get((last, sources), (None, None))
+            latest = (_later(sent[0], at), _later(sent[1], forwards))  # each never back
+            if not sources or latest == sent:
                 continue
             if now - self.marks_sent_at.get(last, -math.inf) < self.mark_interval_s:
                 continue  # too soon after the last ones: a later tick sends the marks as they are then
             self.marks_sent_at[last] = now
-            self.last_marks[(last, sources)] = (at if moved else sent_at, forwards if forwards_moved else sent_read)
-            mark = codec.dumps(Watermark(sources=sources, at=at if moved else sent_at,
-                                         read=forwards if forwards_moved else sent_read))
+            self.last_marks[(last, sources)] = latest
+            mark = codec.dumps(Watermark(sources=sources, at=latest[0], read=latest[1]))
             out.extend(Outgoing(feed, None, mark, partition=p) for p in range(self.partitions))
         return out
+
+
+def _later(sent: datetime | None, now: datetime | None) -> datetime | None:
+    """A mark's value: what it says now when that moved past what was sent, else what was sent."""
+    return now if now is not None and (sent is None or now > sent) else sent
