@@ -25,6 +25,15 @@ def internal_topics(app_id: str) -> tuple[str, str, str]:
     return f"{app_id}-waybill-feed", f"{app_id}-order-feed", f"{app_id}-shop-feed"
 
 
+#: The worker's tables; each has a compacted changelog topic `{app_id}-{table}-changelog`.
+TABLES = ("orders", "waybills", "shops", "outbox", "clocks")
+
+
+def changelog_topics(app_id: str) -> tuple[str, ...]:
+    """The tables' changelog topics (Faust's names)."""
+    return tuple(f"{app_id}-{table}-changelog" for table in TABLES)
+
+
 def all_topics(app_id: str) -> tuple[str, ...]:
     """Contract topics plus internal feeds: all are created up front with the same partition count."""
     return CONTRACT_TOPICS + internal_topics(app_id)

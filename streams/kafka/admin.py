@@ -90,9 +90,13 @@ def partition_counts(bootstrap: Bootstrap, names: Iterable[str], timeout: float 
 
 
 def ensure_topics(
-    bootstrap: Bootstrap, names: Iterable[str], partitions: int, timeout: float = 10.0, security: Security = None
+    bootstrap: Bootstrap, names: Iterable[str], partitions: int, timeout: float = 10.0, security: Security = None,
+    configs: Mapping[str, Mapping[str, str]] | None = None,
 ) -> list[str]:
     """Create the missing topics with `partitions` partitions; return the names created.
+
+    `configs` gives topic configs by name (e.g. `cleanup.policy=compact` for a changelog), used only
+    for topics this call creates.
 
     Idempotent. A topic that already exists with another partition count is left alone and a
     warning says so: its keys would land on other partitions than those of the topics it is
@@ -102,7 +106,7 @@ def ensure_topics(
     with _admin(bootstrap, timeout, security) as admin:
         existing = _partition_counts(admin, names)
         missing = [name for name in names if name not in existing]
-        created = _create_topics(admin, missing, partitions, timeout) if missing else []
+        created = _create_topics(admin, missing, partitions, timeout, configs or {}) if missing else []
         if len(created) < len(missing):  # someone else created some between our look and our create
             existing.update(_partition_counts(admin, [name for name in missing if name not in created]))
     for name, count in existing.items():
@@ -125,6 +129,19 @@ def partition_mismatches(counts: dict[str, int], partitions: int) -> list[str]:
     """
     return [f"topic {name!r} has {count} partitions, SHIPGUARD_PARTITIONS is {partitions}"
             for name, count in sorted(counts.items()) if count != partitions]
+
+
+def topic_configs(bootstrap: Bootstrap, names: Iterable[str], timeout: float = 10.0,
+                  security: Security = None) -> dict[str, dict[str, str]]:
+    """Each topic's configuration as the broker reports it (name -> {key: value})."""
+    from kafka.admin import ConfigResource, ConfigResourceType
+
+    with _admin(bootstrap, timeout, security) as admin:
+        answer = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, name) for name in names],
+                                        config_filter="all")
+    # kafka-python 3: {"topic": {name: {key: value or {"value": value, "config_source": ...}, ...}}}
+    return {name: {key: str(value["value"] if isinstance(value, dict) else value) for key, value in entries.items()}
+            for name, entries in answer.get("topic", {}).items()}
 
 
 def end_offsets(bootstrap: Bootstrap, topic: str, security: Security = None) -> dict[int, int]:
@@ -171,10 +188,12 @@ def _partition_counts(admin: KafkaAdminClient, names: list[str]) -> dict[str, in
     return {t["name"]: len(t["partitions"]) for t in described if t.get("error_code", 0) == 0}
 
 
-def _create_topics(admin: KafkaAdminClient, names: list[str], partitions: int, timeout: float) -> list[str]:
+def _create_topics(admin: KafkaAdminClient, names: list[str], partitions: int, timeout: float,
+                   configs: Mapping[str, Mapping[str, str]]) -> list[str]:
     """Create `names`; return those this call created (TopicAlreadyExists is not an error)."""
     result = admin.create_topics(
-        {name: {"num_partitions": partitions} for name in names},
+        {name: {"num_partitions": partitions, **({"configs": dict(configs[name])} if name in configs else {})}
+         for name in names},
         timeout_ms=int(timeout * 1000),
         raise_errors=False,
     )

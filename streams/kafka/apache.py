@@ -109,9 +109,12 @@ class ApacheKafka(LocalBroker):
     """A single-node Apache Kafka (KRaft) on 127.0.0.1:`port`; its controller on a private port."""
 
     def __init__(self, port: int | None = None, data_dir: Path | None = None,
-                 version: str = KAFKA_VERSION) -> None:
+                 version: str = KAFKA_VERSION, advertised_port: int | None = None) -> None:
         super().__init__(free_port() if port is None else port)
+        # what clients are told to connect to (a TCP proxy's port in a test); `port` by default
+        self.advertised_port = self.port if advertised_port is None else advertised_port
         self.controller_port = free_port()
+        self.internal_port = free_port()  # the broker's own listener for itself (e.g. transaction markers)
         self.version = version
         self._given_dir = data_dir
         self.data_dir: Path | None = None
@@ -155,10 +158,13 @@ class ApacheKafka(LocalBroker):
         return "\n".join([
             "process.roles=broker,controller", "node.id=1",
             f"controller.quorum.voters=1@{HOST}:{self.controller_port}",
-            f"listeners=PLAINTEXT://{HOST}:{self.port},CONTROLLER://{HOST}:{self.controller_port}",
-            f"advertised.listeners=PLAINTEXT://{HOST}:{self.port}",
+            f"listeners=PLAINTEXT://{HOST}:{self.port},INTERNAL://{HOST}:{self.internal_port},"
+            f"CONTROLLER://{HOST}:{self.controller_port}",
+            f"advertised.listeners=PLAINTEXT://{HOST}:{self.advertised_port},INTERNAL://{HOST}:{self.internal_port}",
+            # what the broker sends itself (transaction markers) never goes through a client's proxy
+            "inter.broker.listener.name=INTERNAL",
             "controller.listener.names=CONTROLLER",
-            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,INTERNAL:PLAINTEXT,CONTROLLER:PLAINTEXT",
             f"log.dirs={self.data_dir / 'logs'}",
             # one node: the internal topics cannot have more replicas
             "offsets.topic.replication.factor=1", "transaction.state.log.replication.factor=1",

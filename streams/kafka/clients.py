@@ -20,7 +20,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
-from streams.kafka.overrides import forbid_ambiguous_retries
+from streams.kafka.overrides import forbid_ambiguous_retries, keep_every_topic
 
 log = logging.getLogger("shipguard")
 
@@ -43,6 +43,7 @@ class OutputClient:
                                         acks="all", linger_ms=5, max_batch_size=65536, **self.client_kwargs())
             await producer.start()
             forbid_ambiguous_retries(producer)
+            keep_every_topic(producer)
             self.producer = producer
         return await self.producer.send(topic, value, key=key, partition=partition)
 

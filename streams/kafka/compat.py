@@ -35,7 +35,7 @@ from streams.kafka import admin, overrides
 from streams.kafka.admin import EMBEDDED_CLUSTER_ID, is_embedded_cluster_id
 from streams.kafka.offsets import raise_to_highwater
 from streams.kafka.security import kafka_python_kwargs
-from streams.topics import all_topics
+from streams.topics import all_topics, changelog_topics
 
 if TYPE_CHECKING:
     import faust
@@ -45,7 +45,7 @@ __all__ = ["EMBEDDED_CLUSTER_ID", "EMBEDDED_FETCH_MAX_WAIT_MS", "EMBEDDED_SESSIO
            "aiokafka_producer_settings", "apply", "at_least_once_settings", "create_topics_up_front", "detect",
            "faust_settings", "is_embedded_cluster_id", "quick_group_join_settings"]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("shipguard.compat")  # under shipguard: its INFO lines reach the worker log
 
 
 
@@ -75,6 +75,7 @@ def detect(settings: Settings) -> bool:
 def apply(app: faust.App, embedded: bool) -> None:
     """Make `app` safe on the broker it runs against; idempotent. Call before the worker starts."""
     if not embedded:
+        log.info("broker compat fixes: none (not the embedded broker)")
         return
     guarantee = str(getattr(app.conf.processing_guarantee, "value", app.conf.processing_guarantee))
     if guarantee != "at_least_once":
@@ -86,6 +87,8 @@ def apply(app: faust.App, embedded: bool) -> None:
         )
     overrides.install_end_offset_fix(raise_to_highwater)  # (a): streams.kafka.overrides, row 1
     overrides.install_fetch_wait_fix(EMBEDDED_FETCH_MAX_WAIT_MS)  # (e): row 2
+    log.info("broker compat fixes: end offsets raised to the high-water mark, fetch wait %d ms (embedded broker)",
+             EMBEDDED_FETCH_MAX_WAIT_MS)
 
 
 # -- (e) a Fetch is held even when records are waiting ------------------------------------------
@@ -136,11 +139,13 @@ def create_topics_up_front(settings: Settings) -> list[str]:
     Kafka: with its default settings the same happens with `num.partitions` (1). Either way the
     co-partitioned topics would disagree with SHIPGUARD_PARTITIONS. Fix: create all of them
     (`topics.all_topics`) with the configured count before the worker, the replayer or a test
-    touches them; Faust creates its own changelog topics with `topic_partitions`. Runs on both
-    brokers; returns the names it created.
+    touches them, and the tables' changelogs too, compacted (Faust would create those as the
+    worker starts, and a consumer that subscribed before a new topic reached the broker's metadata
+    left it unassigned). Runs on both brokers; returns the names it created.
     """
-    return admin.ensure_topics(settings.bootstrap_servers, all_topics(settings.app_id), settings.partitions,
-                               security=kafka_python_kwargs(settings))
+    compacted = {name: {"cleanup.policy": "compact"} for name in changelog_topics(settings.app_id)}
+    return admin.ensure_topics(settings.bootstrap_servers, all_topics(settings.app_id) + tuple(compacted),
+                               settings.partitions, security=kafka_python_kwargs(settings), configs=compacted)
 
 
 # -- (d) a consumer group's first join waits half the session timeout --------------------------

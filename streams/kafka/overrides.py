@@ -41,6 +41,14 @@ The table: each row says what is overridden or read, why, and which test proves 
 9. aiokafka consumer's `_client`
    why:  one Fetch for the real high-water mark, and metadata without creating topics
    test: tests/integration/test_compat.py, tests/integration/test_dashboard.py
+10. aiokafka producer client's `add_topic` and `_topics` (every producer of the worker: Faust's, via
+    Faust's `Producer._new_producer`, and the output producer)
+   why:  a producer that once waited for a topic missing from its metadata (a changelog Faust had just
+         created on Apache Kafka) asked only for that topic from then on, and each answer replaced the
+         whole metadata: the leaders of every other topic were forgotten, batches already queued for
+         them waited for a leader forever, and the worker processed nothing (1 start in 3 on a fresh
+         Apache Kafka)
+   test: tests/integration/test_overrides.py
 """
 
 from __future__ import annotations
@@ -297,3 +305,43 @@ def note_key_partition(store: Any, key: str, value: Any, partition: int) -> None
 def client_of(consumer: Any) -> Any:
     """The `AIOKafkaClient` inside an aiokafka consumer (to send a Fetch or read all metadata)."""
     return consumer._client
+
+
+# ---- 10: a producer's metadata covers every topic ---------------------------------------------------
+def keep_every_topic(producer: Any) -> None:
+    """Make `producer`'s metadata refreshes always ask for every topic.
+
+    aiokafka 0.14's client asks for all topics while its `_topics` is empty, which a producer's
+    stays until `_wait_on_metadata` meets a topic missing from its metadata and `add_topic`s it.
+    From then on each refresh asks for the added topics alone, and `ClusterMetadata.update_metadata`
+    replaces the whole cluster view with the answer: every other topic's leaders are gone, and a
+    batch queued for one of them makes the sender ask again, for the same topics, without end. Here
+    `add_topic` only forces a refresh (of everything), so the waiting loop still sees the new topic
+    once it exists, and nothing is forgotten.
+    """
+    client = producer.client
+    client._topics = set()
+
+    def add_topic(topic: str) -> Any:
+        return client.force_metadata_update()
+
+    client.add_topic = add_topic
+
+
+def install_every_topic_fix() -> bool:
+    """Apply `keep_every_topic` to every producer Faust creates; idempotent. True if installed now."""
+    from faust.transport.drivers.aiokafka import Producer
+
+    current = Producer._new_producer
+    if hasattr(current, _ORIGINAL):
+        return False
+
+    @functools.wraps(current)
+    def _new_producer(self: Producer, transactional_id: str | None = None) -> Any:
+        producer = current(self, transactional_id)
+        keep_every_topic(producer)
+        return producer
+
+    setattr(_new_producer, _ORIGINAL, current)
+    Producer._new_producer = _new_producer  # type: ignore[method-assign]  # the override itself
+    return True

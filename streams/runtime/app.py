@@ -131,6 +131,7 @@ def build_app(settings: Settings, rules: RulesConfig, faust_overrides: dict | No
               embedded: bool = False) -> Built:
     """Create the Faust app with shipguard's topics, tables and agents."""
     n = settings.partitions
+    overrides.install_every_topic_fix()  # streams.kafka.overrides, row 10
     app = faust.App(
         settings.app_id,
         broker=settings.broker,

@@ -135,7 +135,8 @@ def run_worker(broker: str | None = None, clock: str | None = None) -> int:
         return 1
     embedded = compat.detect(settings)
     compat.create_topics_up_front(settings)
-    counts = admin.partition_counts(settings.bootstrap_servers, T.all_topics(settings.app_id), security=client_security)
+    counts = admin.partition_counts(settings.bootstrap_servers, T.all_topics(settings.app_id)
+                                    + T.changelog_topics(settings.app_id), security=client_security)
     problems = admin.partition_mismatches(counts, settings.partitions)
     if problems:
         print(f"shipguard worker: refusing to start: {'; '.join(problems)}. Records would be judged in the wrong "

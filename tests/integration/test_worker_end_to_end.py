@@ -1,4 +1,4 @@
-"""A real embedded broker and a real worker process: the contract examples end to end.
+"""A real broker (the embedded one and Apache Kafka) and a real worker process: the contract examples end to end.
 
 The six examples are merged into one stream ordered by `at` (they share a start time and use
 their own orders, shops and numbers), with one bad record and one duplicate added, replayed with
@@ -15,8 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from streams import topics as T
 from streams.cli.supervise import WorkerProcess, read_topic, wait_idle
-from streams.kafka.embedded import EmbeddedBroker, free_port
+from streams.kafka import admin
+from streams.kafka.embedded import free_port
+from tests.integration.brokers import KINDS, new_broker
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "data" / "examples"
 NAMES = sorted(p.name.removesuffix(".jsonl") for p in EXAMPLES.glob("*.jsonl"))
@@ -40,11 +43,11 @@ def merged_stream(path: Path) -> int:
     return 1
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
+@pytest.fixture(scope="module", params=KINDS)
+def run(request, tmp_path_factory):
     """Broker, worker, replay; yields the outputs and what the run measured."""
-    tmp = tmp_path_factory.mktemp("e2e")
-    with EmbeddedBroker() as broker:
+    tmp = tmp_path_factory.mktemp(f"e2e-{request.param}")
+    with new_broker(request.param) as broker:
         web_port = free_port()
         worker = WorkerProcess(broker.url, tmp / "worker.log", app_id=APP_ID, web_port=web_port)
         with worker:
@@ -56,6 +59,7 @@ def run(tmp_path_factory):
             assert replay.returncode == 0, replay.stderr
             bootstrap = [broker.bootstrap]
             wait_idle(bootstrap, APP_ID, timeout=90)
+            changelogs = admin.topic_configs(bootstrap, T.changelog_topics(APP_ID))
             held = {order: status_of(f"http://127.0.0.1:{web_port}/order/{order}")
                     for name in NAMES for order in orders_of(name)}
             yield {
@@ -66,6 +70,8 @@ def run(tmp_path_factory):
                 "expected_dead": dead,
                 "replay_stdout": replay.stdout,
                 "worker": worker,
+                "kind": request.param,
+                "changelogs": changelogs,
             }
 
 
@@ -133,3 +139,20 @@ def test_the_worker_logs_each_warning_as_one_key_value_line_without_pii(run):
     log = run["worker"].log_text()
     assert "warning order=EX02 rule=SHIP_OVERDUE stage=VIOLATION occurred_at=2026-03-04T02:00:00Z" in log
     assert "张三" not in log and "13812345678" not in log
+
+
+def test_the_embedded_broker_fixes_are_applied_on_the_embedded_broker_and_none_on_apache_kafka(run):
+    log = run["worker"].log_text()
+    if run["kind"] == "kafka":
+        assert "embedded=False" in log and "broker compat fixes: none" in log
+        assert "fetch wait" not in log and "waits at most" not in log
+    else:
+        assert "embedded=True" in log and "broker compat fixes: end offsets raised" in log
+
+
+def test_the_changelog_topics_are_compacted_on_apache_kafka(run):
+    if run["kind"] != "kafka":
+        pytest.skip("the embedded broker neither reports topic configs nor compacts")
+    assert set(run["changelogs"]) == set(T.changelog_topics(APP_ID))
+    assert {name: config.get("cleanup.policy") for name, config in run["changelogs"].items()} == {
+        name: "compact" for name in T.changelog_topics(APP_ID)}

@@ -27,8 +27,18 @@ def test_the_node_is_one_kraft_broker_and_controller_on_loopback_with_single_rep
     node.data_dir = Path(tmp_path)
     config = dict(line.split("=", 1) for line in node._properties().splitlines() if line)
     assert config["process.roles"] == "broker,controller"
-    assert config["listeners"] == f"PLAINTEXT://127.0.0.1:19999,CONTROLLER://127.0.0.1:{node.controller_port}"
-    assert config["advertised.listeners"] == "PLAINTEXT://127.0.0.1:19999"
+    assert config["listeners"] == (f"PLAINTEXT://127.0.0.1:19999,INTERNAL://127.0.0.1:{node.internal_port},"
+                                   f"CONTROLLER://127.0.0.1:{node.controller_port}")
+    assert config["advertised.listeners"] == f"PLAINTEXT://127.0.0.1:19999,INTERNAL://127.0.0.1:{node.internal_port}"
+    assert config["inter.broker.listener.name"] == "INTERNAL"
     assert config["offsets.topic.replication.factor"] == config["transaction.state.log.replication.factor"] == "1"
     assert config["auto.create.topics.enable"] == "false"
     assert config["log.dirs"] == str(tmp_path / "logs")
+
+
+def test_clients_can_be_sent_to_another_port_while_the_broker_talks_to_itself_directly(tmp_path):
+    node = apache.ApacheKafka(port=19999, data_dir=tmp_path, advertised_port=29999)
+    node.data_dir = Path(tmp_path)
+    config = dict(line.split("=", 1) for line in node._properties().splitlines() if line)
+    assert config["advertised.listeners"] == f"PLAINTEXT://127.0.0.1:29999,INTERNAL://127.0.0.1:{node.internal_port}"
+    assert len({node.port, node.internal_port, node.controller_port}) == 3
