@@ -143,9 +143,13 @@ def run_worker(broker: str | None = None, clock: str | None = None) -> int:
               "partition. Recreate those topics with SHIPGUARD_PARTITIONS partitions, or set "
               "SHIPGUARD_PARTITIONS to the count all its topics have (docs/broker.md).", file=sys.stderr)
         return 2
-    log.info("shipguard worker starting: broker=%s security=%s embedded=%s clock=%s partitions=%d",
-             settings.broker, security.describe(settings), embedded, settings.clock, settings.partitions)
-    built = build_app(settings, rules, compat.faust_settings(embedded), embedded=embedded)
+    faust_settings = compat.faust_settings(embedded)
+    if settings.session_timeout_s is not None:
+        faust_settings["broker_session_timeout"] = float(settings.session_timeout_s)
+    log.info("shipguard worker starting: broker=%s security=%s embedded=%s clock=%s partitions=%d session_timeout_s=%g",
+             settings.broker, security.describe(settings), embedded, settings.clock, settings.partitions,
+             faust_settings.get("broker_session_timeout", 60.0))
+    built = build_app(settings, rules, faust_settings, embedded=embedded)
     compat.apply(built.app, embedded)
 
     class Worker(faust.Worker):

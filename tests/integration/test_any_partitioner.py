@@ -30,6 +30,7 @@ from streams.kafka import admin
 from streams.kafka.embedded import EmbeddedBroker, free_port
 from streams.rules_file import load_rules
 from tests.integration import confluent
+from tests.integration.brokers import new_broker
 from tests.integration.simulated import simulated_stream
 from tests.publishers import example_lines
 
@@ -77,13 +78,14 @@ def assigned(worker: WorkerProcess) -> int:
     return int(counts[-1]) if counts else 0
 
 
-@pytest.mark.parametrize(("publisher", "workers"), [("confluent-default", 2), ("random", 2), ("murmur2", 2),
-                                                    ("random", 3)])
+@pytest.mark.parametrize(("publisher", "workers", "kind"), [
+    ("confluent-default", 2, "tansu"), ("random", 2, "tansu"), ("murmur2", 2, "tansu"), ("random", 3, "tansu"),
+    ("confluent-default", 2, "kafka"), ("random", 3, "kafka")])
 def test_outputs_are_one_readings_whichever_partitioner_published_them(tmp_path, stream, reference, publisher,
-                                                                       workers):
+                                                                       workers, kind):
     placement = "random" if publisher == "random" else "default"
     config = {"partitioner": "murmur2_random"} if publisher == "murmur2" else {}
-    with EmbeddedBroker() as broker:
+    with new_broker(kind) as broker:
         admin.ensure_topics([broker.bootstrap], T.all_topics(APP_ID), PARTITIONS)
         group = [WorkerProcess(broker.url, tmp_path / f"w{i}.log", app_id=APP_ID, web_port=free_port(),
                                data_dir=tmp_path / f"w{i}") for i in range(workers)]

@@ -29,6 +29,7 @@ from streams.inprocess.engine import InProcessEngine
 from streams.kafka.admin import end_offsets
 from streams.kafka.embedded import EmbeddedBroker, free_port
 from streams.rules_file import load_rules
+from tests.integration.brokers import both_brokers, new_broker
 from tests.integration.proxy import TcpProxy
 from tests.integration.simulated import simulated_stream as simulated_stream_files
 
@@ -112,7 +113,8 @@ def test_a_broker_advertising_another_port_is_ready_before_anything_listens_ther
             client.close()
 
 
-def test_a_worker_cut_off_from_the_broker_for_30_s_recovers_by_itself_and_loses_or_doubles_nothing(tmp_path):
+@both_brokers
+def test_a_worker_cut_off_from_the_broker_for_30_s_recovers_by_itself_and_loses_or_doubles_nothing(tmp_path, kind):
     events, first, second = simulated_stream(tmp_path)
     engine = InProcessEngine(load_rules())
     asyncio.run(engine.run_file(events))
@@ -120,7 +122,7 @@ def test_a_worker_cut_off_from_the_broker_for_30_s_recovers_by_itself_and_loses_
     assert all(want.values()), f"the stream must give every kind of output: {want}"
 
     port = free_port()
-    with TcpProxy(port, spare={PUBLISHER}) as proxy, EmbeddedBroker(port, advertised_port=proxy.port):
+    with TcpProxy(port, spare={PUBLISHER}) as proxy, new_broker(kind, port, advertised_port=proxy.port):
         bootstrap = [proxy.bootstrap]  # wait_idle and read_topic too: clients follow the advertised proxy
         with WorkerProcess(proxy.url, tmp_path / "worker.log", app_id=APP_ID, web_port=free_port(),
                            data_dir=tmp_path / "data") as worker:

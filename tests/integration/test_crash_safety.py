@@ -34,7 +34,8 @@ from streams.cli.supervise import (
     wait_idle_or_stalled,
 )
 from streams.kafka import admin
-from streams.kafka.embedded import EmbeddedBroker, free_port
+from streams.kafka.embedded import free_port
+from tests.integration.brokers import QUICK_FAILOVER, both_brokers, new_broker
 from tests.integration.simulated import simulated_stream
 
 pytestmark = [pytest.mark.integration, pytest.mark.alone]
@@ -73,13 +74,14 @@ def assert_exactly_the_labels(outputs: dict[str, list[dict]], labels: dict, behi
                             f"{report.alerts_missing[:5]} extra {report.alerts_extra[:5]}")
 
 
-def test_a_worker_killed_five_times_mid_stream_emits_every_output_exactly_once(tmp_path):
+@both_brokers
+def test_a_worker_killed_five_times_mid_stream_emits_every_output_exactly_once(tmp_path, kind):
     orders = int(os.environ.get("SHIPGUARD_CRASH_ORDERS", "2000"))
     events, labels = bench_stream(tmp_path, orders=orders)
     seed = int(os.environ.get("SHIPGUARD_CRASH_SEED", random.randrange(1 << 30)))
     rng = random.Random(seed)
     print(f"crash test seed {seed} (SHIPGUARD_CRASH_SEED={seed} repeats these kill times)")
-    with EmbeddedBroker() as broker:
+    with new_broker(kind) as broker:
         bootstrap = [broker.bootstrap]
         admin.ensure_topics(bootstrap, T.all_topics(APP_ID), 8)
         published = replay(events, bootstrap, 8, progress=False)
@@ -92,7 +94,8 @@ def test_a_worker_killed_five_times_mid_stream_emits_every_output_exactly_once(t
         rng.shuffle(kills)
         lags = []
         for n, (when, delay) in enumerate(kills):
-            worker = WorkerProcess(broker.url, log, app_id=APP_ID, web_port=free_port(), data_dir=tmp_path / f"d{n}")
+            worker = WorkerProcess(broker.url, log, app_id=APP_ID, web_port=free_port(), data_dir=tmp_path / f"d{n}",
+                                   extra_env=QUICK_FAILOVER)
             if when == "starting":
                 timer = threading.Timer(delay, worker.kill)
                 timer.start()
@@ -109,7 +112,8 @@ def test_a_worker_killed_five_times_mid_stream_emits_every_output_exactly_once(t
             lags.append((when, round(delay, 1), group_lag(bootstrap, APP_ID, topics)))
         print("kills (when, seconds, records not yet committed):", lags)
         assert lags[-1][2] > 0 or any(lag < published.total for _, _, lag in lags), "the kills came after the end"
-        with WorkerProcess(broker.url, log, app_id=APP_ID, web_port=free_port(), data_dir=tmp_path / "last") as last:
+        with WorkerProcess(broker.url, log, app_id=APP_ID, web_port=free_port(), data_dir=tmp_path / "last",
+                           extra_env=QUICK_FAILOVER) as last:
             idle = wait_idle_or_stalled(bootstrap, APP_ID, timeout=60 + published.total / 500, stall=30)
             behind = {} if idle else lagging(bootstrap, APP_ID, topics) or {"output topics": "still growing"}
             outputs = read_outputs(bootstrap)

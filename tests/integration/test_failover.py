@@ -19,8 +19,9 @@ from streams.cli.replay import replay
 from streams.cli.supervise import WorkerProcess, consumed_topics, group_lag, lagging, read_topic, wait_idle_or_stalled
 from streams.inprocess.engine import InProcessEngine
 from streams.kafka import admin
-from streams.kafka.embedded import EmbeddedBroker, free_port
+from streams.kafka.embedded import free_port
 from streams.rules_file import load_rules
+from tests.integration.brokers import QUICK_FAILOVER, both_brokers, new_broker
 from tests.integration.simulated import simulated_stream
 from tests.integration.test_crash_safety import OUTPUT_TOPICS, repeated
 
@@ -34,18 +35,19 @@ def canonical(records: list[dict]) -> list[str]:
     return sorted(orjson.dumps(r, option=orjson.OPT_SORT_KEYS).decode() for r in records)
 
 
+@both_brokers
 @pytest.mark.parametrize("store", ["memory"])
 def test_the_surviving_worker_takes_over_a_killed_workers_partitions_and_the_outputs_are_exactly_one_runs(
-        tmp_path, store):
+        tmp_path, store, kind):
     events, labels = simulated_stream(tmp_path, "--orders", "800", "--days", "5", "--seed", "11",
                                       "--duplicate-share", "0.01")
     reference = InProcessEngine(load_rules())
     asyncio.run(reference.run_file(events))
 
-    with EmbeddedBroker() as broker:
+    with new_broker(kind) as broker:
         bootstrap = [broker.bootstrap]
         admin.ensure_topics(bootstrap, T.all_topics(APP_ID), 8)
-        env = {"SHIPGUARD_STORE": store}
+        env = {"SHIPGUARD_STORE": store, **QUICK_FAILOVER}
         log_a, log_b = tmp_path / "a.log", tmp_path / "b.log"
         a = WorkerProcess(broker.url, log_a, app_id=APP_ID, web_port=free_port(), data_dir=tmp_path / "a",
                           extra_env=env).start()

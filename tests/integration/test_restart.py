@@ -8,16 +8,18 @@ import pytest
 from streams.cli.replay import replay
 from streams.cli.supervise import WorkerProcess, read_topic, wait_idle
 from streams.inprocess.engine import InProcessEngine
-from streams.kafka.embedded import EmbeddedBroker, free_port
+from streams.kafka.embedded import free_port
 from streams.rules_file import load_rules
+from tests.integration.brokers import both_brokers, new_broker
 from tests.integration.simulated import simulated_stream
 
 pytestmark = pytest.mark.integration
 APP_ID = "shipguard-restart"
 
 
+@both_brokers
 @pytest.mark.parametrize("store", ["memory", "rocksdb"])
-def test_a_restarted_worker_recovers_every_order_and_number_and_emits_nothing_twice(tmp_path, store):
+def test_a_restarted_worker_recovers_every_order_and_number_and_emits_nothing_twice(tmp_path, store, kind):
     events, labels = simulated_stream(tmp_path, "--orders", "300", "--days", "4", "--seed", "3", "--cancel-share", "0")
     lines = events.read_text(encoding="utf-8").splitlines(keepends=True)
     first, last = tmp_path / "first.jsonl", tmp_path / "last.jsonl"
@@ -30,7 +32,7 @@ def test_a_restarted_worker_recovers_every_order_and_number_and_emits_nothing_tw
     asyncio.run(reference.run_file(events))
     assert before_tick.orders and before_tick.waybills, "the stream leaves orders and numbers to recover"
 
-    with EmbeddedBroker() as broker:
+    with new_broker(kind) as broker:
         bootstrap = [broker.bootstrap]
         log = tmp_path / "worker.log"
         env = {"SHIPGUARD_STORE": store}
