@@ -25,7 +25,7 @@ lint: setup  ## ruff over the tree, mypy over the packages (settings in pyprojec
 
 test: setup lint  ## lint, then the whole suite: unit, streams, integration (real broker and worker); installs Chromium if missing
 	@scripts/ensure-chromium.sh
-	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile -m "not alone" --durations=20
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n 3 --dist loadfile -m "not alone" --durations=20
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m alone --durations=10
 
 test-fast: setup  ## unit and streams tiers only (no broker)

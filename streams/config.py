@@ -15,6 +15,7 @@
 | SHIPGUARD_APP_ID | shipguard | Faust app id: consumer group and internal topic prefix |
 | SHIPGUARD_MAX_MESSAGE_BYTES | 262144 | a larger input record goes to dead-letters unread |
 | SHIPGUARD_SESSION_TIMEOUT_S | 10 embedded, 60 Kafka | how long a silent worker keeps its partitions (6-300 s) |
+| SHIPGUARD_TRANSACTIONS | off | `on`: Kafka transactions per batch and partition (Apache Kafka only; unfinished) |
 | SHIPGUARD_STORE | memory | `memory` (rebuilt from the changelogs at start) or `rocksdb` (on disk, data dir) |
 | SHIPGUARD_SECURITY_PROTOCOL | PLAINTEXT | `PLAINTEXT`, `SSL`, `SASL_PLAINTEXT` or `SASL_SSL` |
 | SHIPGUARD_SSL_CAFILE | (system CAs) | PEM file of the CA(s) that signed the broker's certificate (SSL, SASL_SSL) |
@@ -43,7 +44,7 @@ ENV_VARS = (
     "SHIPGUARD_BROKER", "SHIPGUARD_CLOCK", "SHIPGUARD_PARTITIONS", "SHIPGUARD_DATA_DIR",
     "SHIPGUARD_RULES", "SHIPGUARD_WEB_PORT", "SHIPGUARD_WEB_HOST", "SHIPGUARD_BROKER_COMPAT", "SHIPGUARD_PII_SALT",
     "SHIPGUARD_LOG_LEVEL", "SHIPGUARD_APP_ID", "SHIPGUARD_STORE", "SHIPGUARD_MAX_MESSAGE_BYTES",
-    "SHIPGUARD_SESSION_TIMEOUT_S",
+    "SHIPGUARD_SESSION_TIMEOUT_S", "SHIPGUARD_TRANSACTIONS",
 ) + SECURITY_ENV_VARS
 
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
@@ -74,6 +75,7 @@ class Settings:
     store: str = "memory"
     max_message_bytes: int = 262_144
     session_timeout_s: int | None = None  # None: the broker kind's default (streams.kafka.compat (d))
+    transactions: str = "off"  # on: Kafka transactions per batch (unfinished: docs/delivery.md)
     security_protocol: str = "PLAINTEXT"
     ssl_cafile: Path | None = None
     ssl_certfile: Path | None = None
@@ -151,6 +153,7 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> 
         # Kafka's group.min.session.timeout.ms is 6 s; heartbeats go every 3 s
         session_timeout_s=(_int(env, "SHIPGUARD_SESSION_TIMEOUT_S", 60, 6, 300)
                            if (env.get("SHIPGUARD_SESSION_TIMEOUT_S") or "").strip() else None),
+        transactions=_choice(env, "SHIPGUARD_TRANSACTIONS", "off", ("off", "on")),
         security_protocol=_choice(env, "SHIPGUARD_SECURITY_PROTOCOL", "PLAINTEXT", SECURITY_PROTOCOLS, upper=True),
         ssl_cafile=_path(env, "SHIPGUARD_SSL_CAFILE"),
         ssl_certfile=_path(env, "SHIPGUARD_SSL_CERTFILE"),

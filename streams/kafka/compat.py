@@ -162,7 +162,8 @@ def quick_group_join_settings() -> dict[str, Any]:
     60 s session timeout waits 30 s for its partitions. Kafka: the first join waits
     group.initial.rebalance.delay.ms (3 s by default), whatever the session timeout. Fix: a
     10 s session timeout on the embedded broker (join in 5 s; heartbeats stay every 3 s).
-    Production keeps Faust's default, which tolerates longer pauses of a busy worker.
+    Apache Kafka keeps Faust's default, which tolerates longer pauses of a busy worker;
+    `SHIPGUARD_SESSION_TIMEOUT_S` overrides either (streams.runtime.runner).
     """
     return {"broker_session_timeout": EMBEDDED_SESSION_TIMEOUT_S}
 

@@ -49,6 +49,11 @@ The table: each row says what is overridden or read, why, and which test proves 
          them waited for a leader forever, and the worker processed nothing (1 start in 3 on a fresh
          Apache Kafka)
    test: tests/integration/test_overrides.py
+11. `AIOKafkaConsumerThread._create_worker_consumer`, wrapped to set `_isolation_level` (with transactions)
+   why:  Faust reads `read_committed` only under its own exactly_once, which shipguard does not use
+         (its transactions are its own, per state partition); without it the worker would restore
+         and read aborted changelog records, feed messages and a fenced worker's writes
+   test: tests/integration/test_overrides.py
 """
 
 from __future__ import annotations
@@ -344,4 +349,33 @@ def install_every_topic_fix() -> bool:
 
     setattr(_new_producer, _ORIGINAL, current)
     Producer._new_producer = _new_producer  # type: ignore[method-assign]  # the override itself
+    return True
+
+
+# ---- 11: Faust's consumer reads only committed records ---------------------------------------------
+_READ_COMMITTED = "__shipguard_read_committed__"
+
+
+def install_read_committed() -> bool:
+    """Make the Faust worker consumer read with `isolation_level=read_committed`; idempotent.
+
+    Faust 0.15.3 sets it in `_create_worker_consumer` only when `processing_guarantee` is
+    exactly_once; the wrapper sets the new (not yet started) consumer's `_isolation_level`, which
+    aiokafka hands to its Fetcher at start. Installed only with transactions (Apache Kafka), where
+    the embedded broker's fetch wait fix (row 2, which wraps the same method) is never installed.
+    True if this call installed it.
+    """
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    current = AIOKafkaConsumerThread._create_worker_consumer
+    if getattr(current, _READ_COMMITTED, False):
+        return False
+
+    def _create_worker_consumer(self: AIOKafkaConsumerThread, transport: Any) -> Any:
+        consumer = current(self, transport)
+        consumer._isolation_level = "read_committed"
+        return consumer
+
+    setattr(_create_worker_consumer, _READ_COMMITTED, True)
+    AIOKafkaConsumerThread._create_worker_consumer = _create_worker_consumer  # type: ignore[method-assign]  # the override itself
     return True

@@ -127,11 +127,21 @@ async def _or_stop(step: Any) -> None:
         os._exit(70)
 
 
+def uses_transactions(settings: Settings, embedded: bool) -> bool:
+    """Kafka transactions per batch (streams.kafka.transactions): asked for, on a broker that has them.
+
+    Off by default until the whole integration tier passes with them (docs/delivery.md)."""
+    return settings.transactions == "on" and not embedded
+
+
 def build_app(settings: Settings, rules: RulesConfig, faust_overrides: dict | None = None,
               embedded: bool = False) -> Built:
     """Create the Faust app with shipguard's topics, tables and agents."""
     n = settings.partitions
     overrides.install_every_topic_fix()  # streams.kafka.overrides, row 10
+    transactional = uses_transactions(settings, embedded)
+    if transactional:
+        overrides.install_read_committed()  # row 11
     app = faust.App(
         settings.app_id,
         broker=settings.broker,
@@ -162,7 +172,7 @@ def build_app(settings: Settings, rules: RulesConfig, faust_overrides: dict | No
     shops = _table(app, "shops", ShopState, n)
     outbox = _table(app, "outbox", Outbox, n)
     clocks = _table(app, "clocks", InputClock, n)
-    broker = FaustBroker(app, settings, embedded)
+    broker = FaustBroker(app, settings, embedded, transactional=transactional)
 
     @app.on_before_shutdown.connect
     async def _close_clients(*args: Any, **kwargs: Any) -> None:
@@ -175,7 +185,8 @@ def build_app(settings: Settings, rules: RulesConfig, faust_overrides: dict | No
     shell = Shell(
         ctx=Context(rules=rules, salt=settings.pii_salt), broker=broker, stores=stores, clock_mode=settings.clock,
         partitions=n, app_id=settings.app_id, max_message_bytes=settings.max_message_bytes,
-        outbox=_state_store(outbox, rocksdb, broker.produce, recovery), mark_interval_s=MARK_INTERVAL_S)
+        outbox=_state_store(outbox, rocksdb, broker.produce, recovery), mark_interval_s=MARK_INTERVAL_S,
+        transactions=broker if transactional else None)
     shell.open.clear()  # until the first assignment's tables are restored
     install_web(app, shell, shell.open.is_set)  # /metrics, /health, /order/{order_id}
 
@@ -196,6 +207,7 @@ def build_app(settings: Settings, rules: RulesConfig, faust_overrides: dict | No
     async def _assigned(*args: Any, **kwargs: Any) -> None:
         await shell.pause()
         shell.on_assigned()
+        await broker.serve(shell.owned_partitions())  # fence the partitions' last owners first
         overrides.commit_what_landed(app.consumer, shell.committable, lambda: shell.reading.landed)
 
     @app.timer(0.2, name="shipguard.clock")

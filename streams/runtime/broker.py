@@ -18,6 +18,7 @@ from streams.config import Settings
 from streams.kafka import admin, overrides, security
 from streams.kafka.clients import OutputClient
 from streams.kafka.offsets import raise_to_highwater
+from streams.kafka.transactions import Message, PartitionTransactions
 from streams.worker.records import TP, Outgoing, Record
 
 log = logging.getLogger("shipguard")
@@ -26,16 +27,64 @@ log = logging.getLogger("shipguard")
 class FaustBroker:
     """`streams.worker.port.Broker` over a Faust app and shipguard's own aiokafka clients."""
 
-    def __init__(self, app: Any, settings: Settings, embedded: bool) -> None:
+    def __init__(self, app: Any, settings: Settings, embedded: bool, transactional: bool = False) -> None:
         self.app, self.settings, self.embedded = app, settings, embedded
+        # with transactions, our own readers see only committed records (the LSO is their end)
+        self.isolation = {"isolation_level": "read_committed"} if transactional else {}
         self.outputs = OutputClient(settings.bootstrap_servers, settings.app_id,
-                                    client_kwargs=lambda: security.aiokafka_kwargs(settings))
+                                    client_kwargs=lambda: {**security.aiokafka_kwargs(settings), **self.isolation})
         self.offsets_consumer: AIOKafkaConsumer | None = None
+        self.transactions = PartitionTransactions(
+            settings.bootstrap_servers, settings.app_id,
+            client_kwargs=lambda: security.aiokafka_kwargs(settings)) if transactional else None
+        self.collecting: dict[int, list[tuple[Message, asyncio.Future | None]]] | None = None
 
     async def produce(self, topic: str, key: bytes | None, value: bytes | None, partition: int | None) -> Any:
         """Straight to Faust's producer: its Topic.send (channels, codecs, FutureMessage) cost 19%
-        of the worker's busy time for records that are bytes already."""
+        of the worker's busy time for records that are bytes already. Inside a transactional
+        batch (`open_batch`), into the transaction of `partition` (a changelog record's partition
+        is its key's state partition); the future completes when that transaction commits."""
+        if self.collecting is not None:
+            assert partition is not None, "a changelog record names its partition"
+            future = asyncio.get_running_loop().create_future()
+            self.collecting.setdefault(partition, []).append(((topic, key, value, partition), future))
+            return future
         return await self.app.producer.send(topic, key, value, partition, None, None)
+
+    # ---- streams.worker.port.Transactions, when the broker has transactions ----------------------
+    def open_batch(self) -> None:
+        self.collecting = {}
+
+    def add(self, item: Outgoing) -> None:
+        partition = item.transaction_partition
+        assert self.collecting is not None and partition is not None, f"a message without a transaction: {item}"
+        self.collecting.setdefault(partition, []).append(((item.topic, item.key, item.value, item.partition), None))
+
+    async def commit_batch(self, offsets: dict[int, dict[TP, int]]) -> None:
+        assert self.transactions is not None
+        transactions, batch, self.collecting = self.transactions, self.collecting or {}, None
+
+        async def commit(partition: int) -> None:
+            entries = batch.get(partition, [])
+            try:
+                results = await transactions.commit(partition, [message for message, _ in entries],
+                                                    offsets.get(partition, {}))
+            except BaseException as exc:
+                for _, future in entries:
+                    if future is not None and not future.done():
+                        future.set_exception(exc)
+                raise
+            for (_, future), result in zip(entries, results, strict=True):
+                if future is not None:
+                    future.set_result(result)
+
+        await asyncio.gather(*(commit(p) for p in sorted(set(batch) | set(offsets))))
+
+    async def serve(self, partitions: set[int]) -> None:
+        """The state partitions this worker serves now: their transactional producers (fencing the
+        last owners) before their tables are restored."""
+        if self.transactions is not None:
+            await self.transactions.serve(partitions)
 
     async def send(self, out: list[Outgoing]) -> list[Any]:
         # output topics through our own producer, the rest through Faust's; then wait for all:
@@ -55,7 +104,7 @@ class FaustBroker:
         if consumer is None:
             consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.bootstrap_servers, enable_auto_commit=False,
                                         client_id=f"{self.settings.app_id}-end-offsets",
-                                        **security.aiokafka_kwargs(self.settings))
+                                        **security.aiokafka_kwargs(self.settings), **self.isolation)
             await consumer.start()
             self.offsets_consumer = consumer
         ends = await consumer.end_offsets([TopicPartition(t, p) for t, p in tps])
@@ -100,3 +149,5 @@ class FaustBroker:
         if consumer is not None:
             await consumer.stop()
         await self.outputs.stop()
+        if self.transactions is not None:
+            await self.transactions.stop()

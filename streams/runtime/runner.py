@@ -123,7 +123,7 @@ def run_worker(broker: str | None = None, clock: str | None = None) -> int:
     import faust
 
     from streams.kafka import admin, compat
-    from streams.runtime.app import build_app
+    from streams.runtime.app import build_app, uses_transactions
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s",
                         force=True)
@@ -143,12 +143,17 @@ def run_worker(broker: str | None = None, clock: str | None = None) -> int:
               "partition. Recreate those topics with SHIPGUARD_PARTITIONS partitions, or set "
               "SHIPGUARD_PARTITIONS to the count all its topics have (docs/broker.md).", file=sys.stderr)
         return 2
+    if embedded and settings.transactions == "on":
+        print("shipguard worker: SHIPGUARD_TRANSACTIONS=on, but the embedded broker has no transactions; "
+              "use off there (docs/delivery.md)", file=sys.stderr)
+        return 2
     faust_settings = compat.faust_settings(embedded)
     if settings.session_timeout_s is not None:
         faust_settings["broker_session_timeout"] = float(settings.session_timeout_s)
-    log.info("shipguard worker starting: broker=%s security=%s embedded=%s clock=%s partitions=%d session_timeout_s=%g",
-             settings.broker, security.describe(settings), embedded, settings.clock, settings.partitions,
-             faust_settings.get("broker_session_timeout", 60.0))
+    log.info("shipguard worker starting: broker=%s security=%s embedded=%s clock=%s partitions=%d session_timeout_s=%g "
+             "transactions=%s", settings.broker, security.describe(settings), embedded, settings.clock,
+             settings.partitions, faust_settings.get("broker_session_timeout", 60.0),
+             "on" if uses_transactions(settings, embedded) else "off")
     built = build_app(settings, rules, faust_settings, embedded=embedded)
     compat.apply(built.app, embedded)
 

@@ -244,7 +244,7 @@ class StreamTime:
             self.marks_sent_at[last] = now
             self.last_marks[(last, sources)] = latest
             mark = codec.dumps(Watermark(sources=sources, at=latest[0], read=latest[1]))
-            out.extend(Outgoing(feed, None, mark, partition=p) for p in range(self.partitions))
+            out.extend(Outgoing(feed, None, mark, partition=p, cause=sources[0]) for p in range(self.partitions))
         return out
 
 

@@ -72,12 +72,13 @@ class Reading:
             if expected is None:
                 expected = await self.start_of(tp)
             if record.offset > expected:
-                self.metrics.offset_gaps += 1
                 missing = await self.broker.read_range(record.topic, record.partition, expected, record.offset)
-                log.warning("offset gap topic=%s partition=%d expected=%d got=%d refetched=%d", record.topic,
-                            record.partition, expected, record.offset, len(missing))
-                self.metrics.refetched += len(missing)
-                out.extend(missing)
+                if missing:  # none: only transaction markers (or aborted records) lie between
+                    self.metrics.offset_gaps += 1
+                    log.warning("offset gap topic=%s partition=%d expected=%d got=%d refetched=%d", record.topic,
+                                record.partition, expected, record.offset, len(missing))
+                    self.metrics.refetched += len(missing)
+                    out.extend(missing)
             elif record.offset < expected:
                 self.metrics.replayed += 1
             out.append(record)
@@ -109,6 +110,12 @@ class Reading:
             if end <= start:
                 continue
             records = await self.broker.read_range(tp[0], tp[1], start, end)
+            if not records:
+                # only transaction markers (or aborted records) up to `end`: nothing to process, and
+                # the group may commit past them (else its lag never reaches 0)
+                self.next_offsets[tp] = end
+                self.landed[tp] = max(self.landed.get(tp, 0), end)
+                continue
             log.warning("partition stalled topic=%s partition=%d at=%d end=%d: read %d records ourselves",
                         tp[0], tp[1], start, ends.get(tp, 0), len(records))
             self.metrics.refetched += len(records)

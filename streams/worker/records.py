@@ -24,7 +24,9 @@ class Outgoing:
 
     `origin` is the (side, partition) whose state change caused it: such a message goes into that
     partition's outbox before the state is written. `identity` is set on output topics, where a
-    message must appear once (schemas.outputs.identity).
+    message must appear once (schemas.outputs.identity). `cause` is the state partition whose
+    batch or timer made a message without an origin (a dead letter, a watermark): with
+    transactions it goes into that partition's transaction.
     """
 
     topic: str
@@ -33,3 +35,9 @@ class Outgoing:
     partition: int | None = None
     origin: tuple[str, int] | None = None
     identity: str | None = None
+    cause: int | None = None
+
+    @property
+    def transaction_partition(self) -> int | None:
+        """The state partition whose transaction carries this message (streams.kafka.transactions)."""
+        return self.origin[1] if self.origin is not None else self.cause

@@ -34,7 +34,7 @@ from streams.worker.clock import StreamTime
 from streams.worker.decode import MAX_MESSAGE_BYTES, Decoder
 from streams.worker.delivery import Delivery, OutboxDelivery
 from streams.worker.metrics import Metrics
-from streams.worker.port import Broker
+from streams.worker.port import Broker, Transactions
 from streams.worker.reading import Reading
 from streams.worker.records import TP, Outgoing, Record
 from streams.worker.routing import Router
@@ -52,7 +52,7 @@ class Shell:
                  partitions: int, app_id: str, outbox: StateStore | None = None,
                  wall_now: Callable[[], datetime] = lambda: datetime.now(UTC),
                  in_band_marks: bool = True, max_message_bytes: int = MAX_MESSAGE_BYTES,
-                 mark_interval_s: float = 0.0) -> None:
+                 mark_interval_s: float = 0.0, transactions: Transactions | None = None) -> None:
         if clock_mode == "wall" and not ctx.decide_on_read:
             ctx = replace(ctx, decide_on_read=True)
         self.ctx, self.broker, self.stores = ctx, broker, stores
@@ -68,7 +68,11 @@ class Shell:
         # broker before its state is, and after an assignment the outboxes are checked against
         # the output partitions before anything else runs. Without one (in process) nothing can
         # crash between the two.
-        self.delivery = OutboxDelivery(broker, outbox) if outbox is not None else Delivery(broker)
+        # With transactions (Apache Kafka) a batch's writes and input offsets commit together per
+        # partition, and a new owner fences the old: no outbox is needed (streams.kafka.transactions).
+        self.transactions = transactions
+        self.delivery = (OutboxDelivery(broker, outbox) if outbox is not None and transactions is None
+                         else Delivery(broker))
         self.router = Router(app_id, self.metrics, self.time)
         self.sides = build_sides(ctx, stores, self.time, app_id)
         self.runner = SideRunner(Decoder(self.time, self.metrics, wall_now, max_message_bytes), self.time,
@@ -136,7 +140,7 @@ class Shell:
     async def _handle(self, side: str, records: list[Record]) -> None:
         """Complete `records` (what the consumer skipped put back), apply them on `side`, land them."""
         records = await self.reading.complete(records)
-        await self._commit(self.runner.apply(self.sides[side], records))
+        await self._commit(self.runner.apply(self.sides[side], records), records)
         await self._tick()
         self.reading.land(records)
 
@@ -152,7 +156,7 @@ class Shell:
         out += self.time.marks(local, horizon)  # after the timers: a mark follows what it vouches for
         await self._commit(out)
 
-    async def _commit(self, out: list[Outgoing]) -> None:
+    async def _commit(self, out: list[Outgoing], records: list[Record] | None = None) -> None:
         """How a batch becomes durable, each step on the broker before the next starts.
 
         1. outputs an outbox held at the last recovery are dropped (sent then);
@@ -164,12 +168,35 @@ class Shell:
         is repaired by recovery: what the outbox holds and the output partitions lack is sent, and
         the stages it holds are never emitted again.
         """
+        if self.transactions is not None:
+            await self._commit_transactions(self.transactions, out, records or [])
+            return
         out = self.delivery.unsent(out)
         await self.delivery.write_outboxes(out)
         self.stores.write_clocks(self.time.take_dirty())
         await self.stores.flush()
         if out:
             await self.delivery.deliver(out)
+
+    async def _commit_transactions(self, transactions: Transactions, out: list[Outgoing],
+                                   records: list[Record]) -> None:
+        """The same with transactions: per state partition, its changelog records, the messages it
+        caused and its input offsets in one transaction. A failure (a fenced producer: another
+        worker owns the partition now) raises, and the worker ends itself."""
+        self.stores.write_clocks(self.time.take_dirty())
+        transactions.open_batch()
+        written = await self.stores.send()
+        for item in out:
+            transactions.add(item)
+        self.reading.land(records)  # only the offsets: nothing goes on if the commit fails
+        offsets: dict[int, dict[TP, int]] = {}
+        for topic, partition in {(r.topic, r.partition) for r in records}:
+            offset = self.reading.committable((topic, partition))
+            if offset is not None:
+                offsets.setdefault(partition, {})[(topic, partition)] = offset
+        await transactions.commit_batch(offsets)
+        if written:
+            await asyncio.gather(*written)  # done: their callbacks note what Faust would restore
 
     # ---- rebalances ------------------------------------------------------------------------
     async def pause(self) -> None:

@@ -86,12 +86,18 @@ class StateStore:
     async def flush(self) -> None:
         """Send the queued changelog records (the latest value of each key written since) and
         wait until the broker has them all."""
+        delivered = await self.send()
+        if delivered:
+            await asyncio.gather(*delivered)
+
+    async def send(self) -> list[Any]:
+        """Hand the queued changelog records to the producer; their delivery futures, not awaited
+        (inside a transaction they complete when it commits)."""
         pending, self.pending = self.pending, {}
-        if self.send_changelog is not None:
-            sent = [await self.send_changelog(partition, key, value) for key, (partition, value) in pending.items()]
-            delivered = [future for future in sent if future is not None]
-            if delivered:
-                await asyncio.gather(*delivered)
+        if self.send_changelog is None:
+            return []
+        sent = [await self.send_changelog(partition, key, value) for key, (partition, value) in pending.items()]
+        return [future for future in sent if future is not None]
 
     def __len__(self) -> int:
         return len(self.data)
@@ -120,6 +126,11 @@ class Stores:
         """Queue the latest event time of each input partition in `latest` (key "topic:partition")."""
         for (topic, partition), at in latest.items():
             self.clocks.put(f"{topic}:{partition}", InputClock(partition=partition, at=at), partition)
+
+    async def send(self) -> list[Any]:
+        """Every table's queued changelog records handed to the producer; their futures."""
+        stores = (self.orders, self.waybills, self.shops, self.clocks)
+        return [future for store in stores for future in await store.send()]
 
     async def flush(self) -> None:
         """Every table's queued changelog records on the broker."""

@@ -11,7 +11,8 @@ is counted by its identity against the one-at-a-time reading, missing and double
 On the embedded broker the worker keeps its group membership through the outage (Tansu 0.6.0
 does not evict a member whose heartbeats stop: measured with 30 s and 120 s outages against a
 10 s session timeout; Kafka would evict it), so this exercises reconnection, the clients'
-retries and the output path, not a rebalance.
+retries and the output path, not a rebalance. The same test runs on Apache Kafka (the proxy
+stands before its client listener; the broker reaches itself directly).
 """
 
 import asyncio

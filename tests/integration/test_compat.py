@@ -22,7 +22,7 @@ from aiokafka.errors import KafkaError
 from streams.config import Settings, load_settings
 from streams.kafka import admin, compat, offsets, overrides
 from streams.kafka.embedded import EmbeddedBroker
-from streams.topics import all_topics
+from streams.topics import all_topics, changelog_topics
 
 pytestmark = pytest.mark.integration
 
@@ -232,7 +232,7 @@ def test_the_broker_auto_creates_a_missing_topic_with_four_partitions(broker: Em
 
 def test_topics_created_up_front_keep_the_configured_partition_count(broker: EmbeddedBroker) -> None:
     settings = load_settings({"SHIPGUARD_BROKER": broker.url, "SHIPGUARD_PARTITIONS": "8"})
-    topics = all_topics(settings.app_id)
+    topics = all_topics(settings.app_id) + changelog_topics(settings.app_id)
 
     created = compat.create_topics_up_front(settings)
     _produce(broker, topics[0], [{"n": 1}])

@@ -51,3 +51,17 @@ def test_without_the_fix_the_producer_forgets_every_topic_but_the_new_one(kind):
     with new_broker(kind) as broker:
         admin.ensure_topics([broker.bootstrap], ["known"], 2)
         assert asyncio.run(topics_known_after_a_new_topic(broker.bootstrap, fixed=False)) == {"late"}
+
+
+def test_the_faust_consumer_reads_only_committed_records_once_the_fix_is_installed(monkeypatch):
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    from streams.kafka.overrides import install_read_committed
+
+    class Consumer:
+        _isolation_level = "read_uncommitted"  # what Faust 0.15.3 gives outside its exactly_once
+
+    monkeypatch.setattr(AIOKafkaConsumerThread, "_create_worker_consumer", lambda self, transport: Consumer())
+    assert install_read_committed() is True
+    assert install_read_committed() is False  # idempotent
+    assert AIOKafkaConsumerThread._create_worker_consumer(object(), None)._isolation_level == "read_committed"

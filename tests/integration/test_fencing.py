@@ -1,0 +1,50 @@
+"""Transactions per state partition on Apache Kafka: the last owner of a partition is fenced.
+
+`streams.kafka.transactions` without a worker: two owners of the same partitions, as a frozen
+worker and the one that took its partitions over would be. The worker's use of it is off by
+default (SHIPGUARD_TRANSACTIONS) until the whole integration tier passes with it (docs/delivery.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from aiokafka.errors import ProducerFenced
+
+from streams.kafka import admin
+from tests.integration.brokers import new_broker
+from tests.integration.confluent import read_raw
+
+pytestmark = pytest.mark.integration
+APP_ID = "fencing"
+
+
+async def two_owners(bootstrap: str) -> tuple[BaseException | None, dict]:
+    from streams.kafka.transactions import PartitionTransactions
+
+    old, new = PartitionTransactions([bootstrap], APP_ID), PartitionTransactions([bootstrap], APP_ID)
+    try:
+        await old.serve({0, 1})
+        await old.commit(0, [("out", b"k", b"old-committed", 0)], {("in", 0): 5})
+        await new.serve({0, 1})  # the partitions move: the old owner is fenced
+        await new.commit(0, [("out", b"k", b"new-committed", 0)], {("in", 0): 9})
+        failure = None
+        try:
+            await old.commit(0, [("out", b"k", b"zombie", 0)], {("in", 0): 7})
+        except BaseException as exc:  # what the zombie gets
+            failure = exc
+        return failure, admin.committed_offsets([bootstrap], APP_ID)
+    finally:
+        await new.stop()
+        await old.stop()
+
+
+def test_a_fenced_owner_writes_nothing_a_read_committed_reader_sees_and_its_offsets_do_not_move():
+    with new_broker("kafka") as broker:
+        admin.ensure_topics([broker.bootstrap], ["in", "out"], 2)
+        failure, committed = asyncio.run(two_owners(broker.bootstrap))
+        values = sorted(value for _, value in read_raw(broker.bootstrap, "out"))  # read_committed
+    assert isinstance(failure, ProducerFenced), f"the zombie's commit must be refused: {failure!r}"
+    assert committed == {("in", 0): 9}
+    assert values == [b"new-committed", b"old-committed"]
