@@ -160,7 +160,9 @@ class SideRunner:
                 reason = self.misplaced(record, key)
                 if reason is not None:  # once, through the side's feed, to the key's partition
                     self.metrics.forwarded[(record.topic, reason)] += 1
-                    out.append(self.router.forward(side.feed, key, side.forward(record.topic, message)))
+                    forwarded = self.router.forward(side.feed, key, side.forward(record.topic, message))
+                    forwarded.cause = record.partition  # with transactions: in the transaction of the partition read
+                    out.append(forwarded)
                     continue
             assert key is not None  # only clock ticks have none, and they are inputs
             state = dirty.get(key) or side.store.get(key, record.partition)

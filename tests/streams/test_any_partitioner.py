@@ -26,9 +26,18 @@ from tests.publishers import PARTITIONERS, example_lines
 OUTPUT_TOPICS = ("violation-warnings", "cancellation-outcomes", "shop-alerts", "dead-letters")
 
 
-def published(partitioner, in_band_marks: bool = False) -> InProcessEngine:
-    """The merged examples published with `partitioner` (clock ticks still go to every partition)."""
+def published(partitioner, in_band_marks: bool = False, sent: list | None = None) -> InProcessEngine:
+    """The merged examples published with `partitioner` (clock ticks still go to every partition);
+    every message the shell sends is appended to `sent` when given."""
     engine = InProcessEngine(load_rules(), in_band_marks=in_band_marks)
+    if sent is not None:
+        send = engine.shell.broker.send
+
+        async def spy(out):
+            sent.extend(out)
+            return await send(out)
+
+        engine.shell.broker.send = spy
 
     async def go() -> None:
         for number, line in enumerate(example_lines(), start=1):
@@ -133,3 +142,15 @@ def test_an_order_paid_in_the_wrong_place_is_forwarded_without_its_recipient_in_
         assert clear.encode() not in feed[0], clear
     assert engine.orders["O1"].facts == direct.orders["O1"].facts
     assert engine.output("dead-letters") == []
+
+
+def test_every_message_the_shell_sends_names_the_state_partition_whose_transaction_carries_it():
+    # with transactions (streams.kafka.transactions) each message goes into one partition's transaction
+    sent: list = []
+    engine = published(PARTITIONERS["crc32"], in_band_marks=True, sent=sent)
+    kinds = {item.topic for item in sent}
+    assert {"violation-warnings", "shipguard-order-feed", "shipguard-waybill-feed", "shipguard-shop-feed"} <= kinds, kinds
+    assert engine.shell.metrics.forwarded, "some records were read in another partition than their key's"
+    assert [item for item in sent if item.transaction_partition is None] == []
+    outputs_elsewhere = [item for item in sent if item.identity is not None and item.transaction_partition != item.partition]
+    assert outputs_elsewhere == [], "an output is written by the transaction of its own partition"
