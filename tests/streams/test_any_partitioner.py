@@ -149,7 +149,8 @@ def test_every_message_the_shell_sends_names_the_state_partition_whose_transacti
     sent: list = []
     engine = published(PARTITIONERS["crc32"], in_band_marks=True, sent=sent)
     kinds = {item.topic for item in sent}
-    assert {"violation-warnings", "shipguard-order-feed", "shipguard-waybill-feed", "shipguard-shop-feed"} <= kinds, kinds
+    feeds = {"shipguard-order-feed", "shipguard-waybill-feed", "shipguard-shop-feed"}
+    assert {"violation-warnings", *feeds} <= kinds, kinds
     assert engine.shell.metrics.forwarded, "some records were read in another partition than their key's"
     assert [item for item in sent if item.transaction_partition is None] == []
     outputs_elsewhere = [item for item in sent if item.identity is not None and item.transaction_partition != item.partition]
