@@ -117,3 +117,45 @@ async def _real_end_offsets(servers: list[str], topic: str, timeout: float,
 def _run_on_own_loop(make_coro: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
     with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="shipguard-compat") as pool:
         return pool.submit(lambda: asyncio.run(make_coro())).result()
+
+
+async def after_last_records(bootstrap_servers: list[str], ends: Mapping[K, int], client_kwargs: Mapping[str, Any],
+                             timeout: float = 30.0) -> dict[K, int]:
+    """Lower each end offset (a last stable offset) to the offset after the partition's last committed record.
+
+    With transactions a partition's last offsets are control records (a commit or abort marker,
+    and aborted records before it), which no consumer ever delivers. Faust's table recovery waits
+    for the record at end - 1, so a changelog ending in a marker would never be restored. One
+    read_committed consumer reads the tail of each partition (the last 16 offsets, then more
+    while it holds no record); a partition with no committed record at all gets 0.
+    """
+    result = dict(ends)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False,
+                                isolation_level="read_committed", client_id="shipguard-last-records",
+                                **client_kwargs)
+    await consumer.start()
+    try:
+        for key, end in ends.items():
+            if not end:
+                continue
+            tp = TopicPartition(key.topic, key.partition)
+            consumer.assign([tp])
+            window, last = 16, None
+            while last is None:
+                start = max(0, end - window)
+                consumer.seek(tp, start)
+                deadline = asyncio.get_running_loop().time() + timeout
+                while await consumer.position(tp) < end:
+                    batch = await consumer.getmany(tp, timeout_ms=200)
+                    offsets = [r.offset for r in batch.get(tp, []) if r.offset < end]
+                    if offsets:
+                        last = max(offsets) if last is None else max(last, *offsets)
+                    if asyncio.get_running_loop().time() > deadline:
+                        raise TimeoutError(f"reading the tail of {tp.topic}/{tp.partition} up to {end}")
+                if last is None and start == 0:
+                    break
+                window *= 16
+            result[key] = 0 if last is None else last + 1
+    finally:
+        await consumer.stop()
+    return result

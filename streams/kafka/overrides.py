@@ -49,6 +49,10 @@ The table: each row says what is overridden or read, why, and which test proves 
          them waited for a leader forever, and the worker processed nothing (1 start in 3 on a fresh
          Apache Kafka)
    test: tests/integration/test_overrides.py
+12. `AIOKafkaConsumerThread._highwaters`, wrapped (with transactions)
+   why:  a changelog written in transactions ends with a commit marker that no consumer delivers;
+         Faust's recovery waits for the record at end - 1 and a restarted worker never got ready
+   test: tests/integration/test_fencing.py
 11. `AIOKafkaConsumerThread._create_worker_consumer`, wrapped to set `_isolation_level` (with transactions)
    why:  Faust reads `read_committed` only under its own exactly_once, which shipguard does not use
          (its transactions are its own, per state partition); without it the worker would restore
@@ -378,4 +382,31 @@ def install_read_committed() -> bool:
 
     setattr(_create_worker_consumer, _READ_COMMITTED, True)
     AIOKafkaConsumerThread._create_worker_consumer = _create_worker_consumer  # type: ignore[method-assign]  # the override itself
+    return True
+
+
+# ---- 12: Faust's recovery ends at the last committed record ----------------------------------------
+LowerEnds = Callable[[Mapping[Any, int]], Awaitable[dict[Any, int]]]
+
+
+def install_transactional_ends(lower: LowerEnds) -> bool:
+    """Make Faust's table recovery end at each changelog's last committed record; idempotent.
+
+    `AIOKafkaConsumerThread._highwaters` answers the last stable offset (read_committed), which
+    follows a commit marker; `lower` (streams.kafka.offsets.after_last_records, with the worker's
+    connection settings) reads where the last committed record is. Runs in Faust's consumer thread,
+    once per rebalance. Installed only with transactions (never with row 1). True if installed now.
+    """
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    current = AIOKafkaConsumerThread._highwaters
+    if hasattr(current, _ORIGINAL):
+        return False
+
+    @functools.wraps(current)
+    async def _highwaters(self: AIOKafkaConsumerThread, partitions: Any) -> Mapping[Any, int]:
+        return await lower(await current(self, partitions))
+
+    setattr(_highwaters, _ORIGINAL, current)
+    AIOKafkaConsumerThread._highwaters = _highwaters  # type: ignore[method-assign]  # the override itself
     return True

@@ -29,6 +29,7 @@ from schemas.state import InputClock, OrderState, Outbox, WaybillState
 from streams import topics as T
 from streams.config import Settings
 from streams.kafka import overrides, security
+from streams.kafka.offsets import after_last_records
 from streams.runtime.broker import FaustBroker
 from streams.runtime.serde import KeyCodec, StateCodec
 from streams.runtime.web import install_web
@@ -142,6 +143,8 @@ def build_app(settings: Settings, rules: RulesConfig, faust_overrides: dict | No
     transactional = uses_transactions(settings, embedded)
     if transactional:
         overrides.install_read_committed()  # row 11
+        overrides.install_transactional_ends(  # row 12
+            lambda ends: after_last_records(settings.bootstrap_servers, ends, security.aiokafka_kwargs(settings)))
     app = faust.App(
         settings.app_id,
         broker=settings.broker,

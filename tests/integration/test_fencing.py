@@ -20,6 +20,22 @@ pytestmark = pytest.mark.integration
 APP_ID = "fencing"
 
 
+async def ends_of(bootstrap: str, topic: str) -> tuple[dict, dict]:
+    """The read_committed end offsets of `topic`, and the same lowered to after the last committed record."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from streams.kafka.offsets import after_last_records
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, isolation_level="read_committed")
+    await consumer.start()
+    try:
+        ends = await consumer.end_offsets([TopicPartition(topic, 0), TopicPartition(topic, 1)])
+    finally:
+        await consumer.stop()
+    return ({tp.partition: end for tp, end in ends.items()},
+            {tp.partition: end for tp, end in (await after_last_records([bootstrap], ends, {})).items()})
+
+
 async def two_owners(bootstrap: str) -> tuple[BaseException | None, dict]:
     from streams.kafka.transactions import PartitionTransactions
 
@@ -45,6 +61,11 @@ def test_a_fenced_owner_writes_nothing_a_read_committed_reader_sees_and_its_offs
         admin.ensure_topics([broker.bootstrap], ["in", "out"], 2)
         failure, committed = asyncio.run(two_owners(broker.bootstrap))
         values = sorted(value for _, value in read_raw(broker.bootstrap, "out"))  # read_committed
+        stable, last = asyncio.run(ends_of(broker.bootstrap, "out"))
     assert isinstance(failure, ProducerFenced), f"the zombie's commit must be refused: {failure!r}"
     assert committed == {("in", 0): 9}
     assert values == [b"new-committed", b"old-committed"]
+    # partition 0: old-committed (0), its marker (1), new-committed (2), its marker (3), then what the
+    # fenced owner left: the committed end lies past markers, and Faust's recovery must stop after
+    # offset 2 (overrides row 12); partition 1 never had a record
+    assert stable[0] > 3 and last == {0: 3, 1: 0}
