@@ -210,7 +210,7 @@ def build_app(settings: Settings, rules: RulesConfig, faust_overrides: dict | No
     async def _assigned(*args: Any, **kwargs: Any) -> None:
         await shell.pause()
         shell.on_assigned()
-        await broker.serve(shell.owned_partitions())  # fence the partitions' last owners first
+        await broker.serve()  # fence the partitions' last owners first
         overrides.commit_what_landed(app.consumer, shell.committable, lambda: shell.reading.landed)
 
     @app.timer(0.2, name="shipguard.clock")

@@ -14,6 +14,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from streams import topics as T
 from streams.config import Settings
 from streams.kafka import admin, overrides, security
 from streams.kafka.clients import OutputClient
@@ -37,7 +38,10 @@ class FaustBroker:
         self.transactions = PartitionTransactions(
             settings.bootstrap_servers, settings.app_id,
             client_kwargs=lambda: security.aiokafka_kwargs(settings)) if transactional else None
-        self.collecting: dict[int, list[tuple[Message, asyncio.Future | None]]] | None = None
+        self.collecting: dict[tuple[str, int], list[tuple[Message, asyncio.Future | None]]] | None = None
+        tables = {"orders": T.ORDER_SIDE, "waybills": T.WAYBILL_SIDE, "shops": T.SHOP_SIDE}
+        self.changelog_side = {f"{settings.app_id}-{table}-changelog": side for table, side in tables.items()}
+        self.side_of = T.side_of(settings.app_id)
 
     async def produce(self, topic: str, key: bytes | None, value: bytes | None, partition: int | None) -> Any:
         """Straight to Faust's producer: its Topic.send (channels, codecs, FutureMessage) cost 19%
@@ -45,9 +49,11 @@ class FaustBroker:
         batch (`open_batch`), into the transaction of `partition` (a changelog record's partition
         is its key's state partition); the future completes when that transaction commits."""
         if self.collecting is not None:
-            assert partition is not None, "a changelog record names its partition"
+            assert partition is not None and key is not None, "a changelog record names its key and partition"
+            # the clocks table's keys are "topic:partition": the side that reads that topic
+            side = self.changelog_side.get(topic) or self.side_of[key.decode("utf-8").rsplit(":", 1)[0]]
             future = asyncio.get_running_loop().create_future()
-            self.collecting.setdefault(partition, []).append(((topic, key, value, partition), future))
+            self.collecting.setdefault((side, partition), []).append(((topic, key, value, partition), future))
             return future
         return await self.app.producer.send(topic, key, value, partition, None, None)
 
@@ -56,19 +62,19 @@ class FaustBroker:
         self.collecting = {}
 
     def add(self, item: Outgoing) -> None:
-        partition = item.transaction_partition
-        assert self.collecting is not None and partition is not None, f"a message without a transaction: {item}"
-        self.collecting.setdefault(partition, []).append(((item.topic, item.key, item.value, item.partition), None))
+        transaction = item.transaction
+        assert self.collecting is not None and transaction is not None, f"a message without a transaction: {item}"
+        self.collecting.setdefault(transaction, []).append(((item.topic, item.key, item.value, item.partition), None))
 
-    async def commit_batch(self, offsets: dict[int, dict[TP, int]]) -> None:
+    async def commit_batch(self, offsets: dict[tuple[str, int], dict[TP, int]]) -> None:
         assert self.transactions is not None
         transactions, batch, self.collecting = self.transactions, self.collecting or {}, None
 
-        async def commit(partition: int) -> None:
-            entries = batch.get(partition, [])
+        async def commit(transaction: tuple[str, int]) -> None:
+            entries = batch.get(transaction, [])
             try:
-                results = await transactions.commit(partition, [message for message, _ in entries],
-                                                    offsets.get(partition, {}))
+                results = await transactions.commit(transaction, [message for message, _ in entries],
+                                                    offsets.get(transaction, {}))
             except BaseException as exc:
                 for _, future in entries:
                     if future is not None and not future.done():
@@ -80,11 +86,11 @@ class FaustBroker:
 
         await asyncio.gather(*(commit(p) for p in sorted(set(batch) | set(offsets))))
 
-    async def serve(self, partitions: set[int]) -> None:
-        """The state partitions this worker serves now: their transactional producers (fencing the
-        last owners) before their tables are restored."""
+    async def serve(self) -> None:
+        """The (side, partition)s this worker serves now: their transactional producers (fencing
+        the last owners) before their tables are restored."""
         if self.transactions is not None:
-            await self.transactions.serve(partitions)
+            await self.transactions.serve({(self.side_of[t], p) for t, p in self.assigned() if t in self.side_of})
 
     async def send(self, out: list[Outgoing]) -> list[Any]:
         # output topics through our own producer, the rest through Faust's; then wait for all:

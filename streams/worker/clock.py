@@ -231,10 +231,10 @@ class StreamTime:
         facts_sent = horizon - self.lateness if horizon is not None else None
         read = self.raw_local
         now = time.monotonic()
-        for feed, sources, at, forwards, last in (
-                (self.waybill_feed, owned[T.WAYBILL_UPLOADED], local, read, "waybill"),
-                (self.order_feed, owned[T.TRACKING_SCANS], answered, read, "order"),
-                (self.shop_feed, owned[T.ORDER_PAID], facts_sent, None, "shop")):
+        for feed, sources, at, forwards, last, sender in (
+                (self.waybill_feed, owned[T.WAYBILL_UPLOADED], local, read, "waybill", T.ORDER_SIDE),
+                (self.order_feed, owned[T.TRACKING_SCANS], answered, read, "order", T.WAYBILL_SIDE),
+                (self.shop_feed, owned[T.ORDER_PAID], facts_sent, None, "shop", T.ORDER_SIDE)):
             sent = self.last_marks.get((last, sources), (None, None))
             latest = (_later(sent[0], at), _later(sent[1], forwards))  # each never back
             if not sources or latest == sent:
@@ -244,7 +244,8 @@ class StreamTime:
             self.marks_sent_at[last] = now
             self.last_marks[(last, sources)] = latest
             mark = codec.dumps(Watermark(sources=sources, at=latest[0], read=latest[1]))
-            out.extend(Outgoing(feed, None, mark, partition=p, cause=sources[0]) for p in range(self.partitions))
+            cause = (sender, sources[0])  # with transactions: in one of the sources' transactions
+            out.extend(Outgoing(feed, None, mark, partition=p, cause=cause) for p in range(self.partitions))
         return out
 
 

@@ -88,4 +88,4 @@ class Decoder:
         self.metrics.dead_letters += 1
         log.warning("dead letter topic=%s partition=%d offset=%d error=%s",
                     record.topic, record.partition, record.offset, error[:200])
-        return Outgoing(T.DEAD_LETTERS, key, codec.dumps(letter), cause=record.partition)
+        return Outgoing(T.DEAD_LETTERS, key, codec.dumps(letter))

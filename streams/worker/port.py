@@ -44,15 +44,15 @@ class Transactions(Protocol):
     """A broker with transactions (Apache Kafka; streams.kafka.transactions).
 
     Between `open_batch` and `commit_batch`, changelog records the stores send and the messages
-    `add`ed are collected per state partition; `commit_batch` commits, per partition, its records,
-    its messages and its input offsets in one transaction, and raises if any did not commit.
+    `add`ed are collected per (side, partition); `commit_batch` commits, per (side, partition), its
+    records, its messages and its input offsets in one transaction, and raises if any did not.
     """
 
     def open_batch(self) -> None:
         """Start collecting a batch's writes."""
 
     def add(self, item: Outgoing) -> None:
-        """A message of the batch, in the transaction of its `transaction_partition`."""
+        """A message of the batch, in the transaction of its `transaction` (side, partition)."""
 
-    async def commit_batch(self, offsets: dict[int, dict[TP, int]]) -> None:
-        """Commit each partition's transaction with its input offsets (state partition -> {tp: offset})."""
+    async def commit_batch(self, offsets: dict[tuple[str, int], dict[TP, int]]) -> None:
+        """Commit each transaction with its input offsets ((side, partition) -> {tp: offset})."""

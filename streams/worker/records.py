@@ -24,9 +24,9 @@ class Outgoing:
 
     `origin` is the (side, partition) whose state change caused it: such a message goes into that
     partition's outbox before the state is written. `identity` is set on output topics, where a
-    message must appear once (schemas.outputs.identity). `cause` is the state partition whose
-    batch or timer made a message without an origin (a dead letter, a watermark): with
-    transactions it goes into that partition's transaction.
+    message must appear once (schemas.outputs.identity). `cause` is the (side, partition) whose
+    batch or timer made a message without an origin (a dead letter, a watermark, a record
+    forwarded to its key's partition): with transactions it goes into that one's transaction.
     """
 
     topic: str
@@ -35,9 +35,9 @@ class Outgoing:
     partition: int | None = None
     origin: tuple[str, int] | None = None
     identity: str | None = None
-    cause: int | None = None
+    cause: tuple[str, int] | None = None
 
     @property
-    def transaction_partition(self) -> int | None:
-        """The state partition whose transaction carries this message (streams.kafka.transactions)."""
-        return self.origin[1] if self.origin is not None else self.cause
+    def transaction(self) -> tuple[str, int] | None:
+        """The (side, partition) whose transaction carries this message (streams.kafka.transactions)."""
+        return self.origin if self.origin is not None else self.cause

@@ -180,8 +180,9 @@ class Shell:
 
     async def _commit_transactions(self, transactions: Transactions, out: list[Outgoing],
                                    records: list[Record]) -> None:
-        """The same with transactions: per state partition, its changelog records, the messages it
-        caused and its input offsets in one transaction. A failure (a fenced producer: another
+        """The same with transactions: per (side, partition), its changelog records, the messages it
+        caused and its input offsets in one transaction (Faust may give one side's partition 5 to
+        one worker and another side's partition 5 to another). A failure (a fenced producer: another
         worker owns the partition now) raises, and the worker ends itself."""
         self.stores.write_clocks(self.time.take_dirty())
         transactions.open_batch()
@@ -189,11 +190,11 @@ class Shell:
         for item in out:
             transactions.add(item)
         self.reading.land(records)  # only the offsets: nothing goes on if the commit fails
-        offsets: dict[int, dict[TP, int]] = {}
+        offsets: dict[tuple[str, int], dict[TP, int]] = {}
         for topic, partition in {(r.topic, r.partition) for r in records}:
             offset = self.reading.committable((topic, partition))
             if offset is not None:
-                offsets.setdefault(partition, {})[(topic, partition)] = offset
+                offsets.setdefault((self.side_of[topic], partition), {})[(topic, partition)] = offset
         await transactions.commit_batch(offsets)
         if written:
             await asyncio.gather(*written)  # done: their callbacks note what Faust would restore

@@ -151,6 +151,8 @@ class SideRunner:
         for record in records:
             message = self.decoder.decode(record, side.feed, side.kinds, out)
             if message is None:
+                if out and out[-1].topic == T.DEAD_LETTERS and out[-1].cause is None:
+                    out[-1].cause = (side.name, record.partition)  # with transactions: the partition read
                 continue
             key = side.key(message)
             if record.topic in self.external:
@@ -161,7 +163,7 @@ class SideRunner:
                 if reason is not None:  # once, through the side's feed, to the key's partition
                     self.metrics.forwarded[(record.topic, reason)] += 1
                     forwarded = self.router.forward(side.feed, key, side.forward(record.topic, message))
-                    forwarded.cause = record.partition  # with transactions: in the transaction of the partition read
+                    forwarded.cause = (side.name, record.partition)  # with transactions: the partition read
                     out.append(forwarded)
                     continue
             assert key is not None  # only clock ticks have none, and they are inputs

@@ -41,13 +41,13 @@ async def two_owners(bootstrap: str) -> tuple[BaseException | None, dict]:
 
     old, new = PartitionTransactions([bootstrap], APP_ID), PartitionTransactions([bootstrap], APP_ID)
     try:
-        await old.serve({0, 1})
-        await old.commit(0, [("out", b"k", b"old-committed", 0)], {("in", 0): 5})
-        await new.serve({0, 1})  # the partitions move: the old owner is fenced
-        await new.commit(0, [("out", b"k", b"new-committed", 0)], {("in", 0): 9})
+        await old.serve({("order", 0), ("order", 1)})
+        await old.commit(("order", 0), [("out", b"k", b"old-committed", 0)], {("in", 0): 5})
+        await new.serve({("order", 0), ("order", 1)})  # the partitions move: the old owner is fenced
+        await new.commit(("order", 0), [("out", b"k", b"new-committed", 0)], {("in", 0): 9})
         failure = None
         try:
-            await old.commit(0, [("out", b"k", b"zombie", 0)], {("in", 0): 7})
+            await old.commit(("order", 0), [("out", b"k", b"zombie", 0)], {("in", 0): 7})
         except BaseException as exc:  # what the zombie gets
             failure = exc
         return failure, admin.committed_offsets([bootstrap], APP_ID)

@@ -26,9 +26,9 @@ from tests.publishers import PARTITIONERS, example_lines
 OUTPUT_TOPICS = ("violation-warnings", "cancellation-outcomes", "shop-alerts", "dead-letters")
 
 
-def published(partitioner, in_band_marks: bool = False, sent: list | None = None) -> InProcessEngine:
+def published(partitioner, in_band_marks: bool = False, sent: list | None = None, bad: int = 0) -> InProcessEngine:
     """The merged examples published with `partitioner` (clock ticks still go to every partition);
-    every message the shell sends is appended to `sent` when given."""
+    every message the shell sends is appended to `sent` when given; `bad` records that are not JSON first."""
     engine = InProcessEngine(load_rules(), in_band_marks=in_band_marks)
     if sent is not None:
         send = engine.shell.broker.send
@@ -40,6 +40,8 @@ def published(partitioner, in_band_marks: bool = False, sent: list | None = None
         engine.shell.broker.send = spy
 
     async def go() -> None:
+        for n in range(bad):
+            await engine.publish("order-paid", f"BAD{n}".encode(), b"{not json", n % engine.partitions)
         for number, line in enumerate(example_lines(), start=1):
             for message in parse_line(number, line, engine.partitions):
                 partition = message.partition
@@ -144,15 +146,15 @@ def test_an_order_paid_in_the_wrong_place_is_forwarded_without_its_recipient_in_
     assert engine.output("dead-letters") == []
 
 
-def test_every_message_the_shell_sends_names_the_state_partition_whose_transaction_carries_it():
+def test_every_message_the_shell_sends_names_the_side_and_partition_whose_transaction_carries_it():
     # with transactions (streams.kafka.transactions) each message goes into one partition's transaction
     sent: list = []
-    engine = published(PARTITIONERS["crc32"], in_band_marks=True, sent=sent)
+    engine = published(PARTITIONERS["crc32"], in_band_marks=True, sent=sent, bad=3)
     kinds = {item.topic for item in sent}
     feeds = {"shipguard-order-feed", "shipguard-waybill-feed", "shipguard-shop-feed"}
-    assert {"violation-warnings", *feeds} <= kinds, kinds
+    assert {"violation-warnings", "dead-letters", *feeds} <= kinds, kinds
     assert engine.shell.metrics.forwarded, "some records were read in another partition than their key's"
-    assert [item for item in sent if item.transaction_partition is None] == []
+    assert [item for item in sent if item.transaction is None] == []
     outputs = [item for item in sent if item.identity is not None]
-    assert outputs and all(item.transaction_partition == item.partition for item in outputs), \
+    assert outputs and all(item.transaction[1] == item.partition for item in outputs), \
         "an output is written by the transaction of its own partition"
