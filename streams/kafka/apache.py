@@ -13,6 +13,7 @@ interface it shares (url, bootstrap, running, log_tail, the context manager).
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import shutil
 import subprocess
@@ -27,6 +28,7 @@ from streams.kafka import admin
 from streams.kafka.embedded import free_port
 from streams.kafka.local import HOST, BrokerError, LocalBroker
 
+log = logging.getLogger("shipguard")
 KAFKA_VERSION = "4.4.0"
 SLF4J_VERSION = "2.0.17"
 POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
@@ -37,6 +39,8 @@ POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
     <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka_2.13</artifactId><version>{version}</version></dependency>
     <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka-tools</artifactId><version>{version}</version></dependency>
     <dependency><groupId>org.slf4j</groupId><artifactId>slf4j-simple</artifactId><version>{slf4j}</version></dependency>
+    <!-- the API of the same version: a dependency's slf4j-api 1.7 would find no binding and log nothing -->
+    <dependency><groupId>org.slf4j</groupId><artifactId>slf4j-api</artifactId><version>{slf4j}</version></dependency>
   </dependencies>
 </project>
 """
@@ -79,8 +83,9 @@ def fetch_jars(version: str = KAFKA_VERSION, progress: IO[str] | None = sys.stde
     """The directory of Apache Kafka's jars, fetched with Maven the first time (saying so)."""
     cache = home(version)
     lib = _lib(cache)
-    if lib.is_dir() and any(lib.glob("kafka_2.13-*.jar")):
+    if lib.is_dir() and any(lib.glob("kafka_2.13-*.jar")) and not any(lib.glob("slf4j-api-1.*.jar")):
         return lib
+    shutil.rmtree(lib, ignore_errors=True)  # none, or an older fetch whose broker logged nothing
     mvn = shutil.which("mvn")
     if mvn is None:
         raise BrokerError("Apache Kafka's jars are not cached and there is no `mvn` to fetch them")
@@ -111,8 +116,10 @@ class ApacheKafka(LocalBroker):
     def __init__(self, port: int | None = None, data_dir: Path | None = None,
                  version: str = KAFKA_VERSION, advertised_port: int | None = None) -> None:
         super().__init__(free_port() if port is None else port)
+        self._chosen_port = port is None  # ours to choose again if another process takes it first
         # what clients are told to connect to (a TCP proxy's port in a test); `port` by default
         self.advertised_port = self.port if advertised_port is None else advertised_port
+        self._advertised_given = advertised_port is not None
         self.controller_port = free_port()
         self.internal_port = free_port()  # the broker's own listener for itself (e.g. transaction markers)
         self.version = version
@@ -120,7 +127,25 @@ class ApacheKafka(LocalBroker):
         self.data_dir: Path | None = None
 
     def start(self, timeout: float = 60.0) -> ApacheKafka:
-        """Fetch the jars if needed, format the data directory if new, start, wait for metadata."""
+        """Fetch the jars if needed, format the data directory if new, start, wait for metadata.
+
+        A free port is only free when it is picked: another process can bind it before the JVM
+        does. Ports this object picked itself are picked again, up to three times."""
+        for attempt in range(3):
+            try:
+                return self._start_once(timeout)
+            except BrokerError as exc:
+                if attempt == 2 or "Address already in use" not in str(exc):
+                    raise
+                log.warning("Apache Kafka could not bind a port (another process took it): trying other ports")
+                if self._chosen_port:
+                    self.port = free_port()
+                    if self.advertised_port != self.port and not self._advertised_given:
+                        self.advertised_port = self.port
+                self.controller_port, self.internal_port = free_port(), free_port()
+        raise AssertionError("unreachable")
+
+    def _start_once(self, timeout: float) -> ApacheKafka:
         why = unavailable()
         if why is not None:
             raise BrokerError(f"Apache Kafka cannot run here: {why}")
@@ -137,14 +162,17 @@ class ApacheKafka(LocalBroker):
             if formatted.returncode != 0:
                 raise BrokerError(f"formatting {self.data_dir} failed: {formatted.stderr.strip()[-1000:]}")
         self._log = tempfile.TemporaryFile(prefix="shipguard-kafka-")
-        self._proc = subprocess.Popen(["java", "-Xmx768m", "-cp", classpath, "kafka.Kafka", str(config)],
+        self._proc = subprocess.Popen(["java", "-Xmx768m", "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn", "-cp",
+                                       classpath, "kafka.Kafka", str(config)],
                                       stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
                                       start_new_session=True)
         atexit.register(self.stop)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if not self.running:
-                raise BrokerError(f"Apache Kafka exited while starting:\n{self.log_tail()}")
+                bind = "Address already in use" in self.log_tail(2000)
+                raise BrokerError(f"Apache Kafka exited while starting{' (Address already in use)' if bind else ''}:"
+                                  f"\n{self.log_tail()}")
             try:
                 admin.wait_for_broker(self.bootstrap, timeout=1.0)
                 return self

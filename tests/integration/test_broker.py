@@ -192,3 +192,20 @@ def _accepts_connections(port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+def test_apache_kafka_picks_other_ports_when_another_process_took_one_first():
+    import socket
+
+    from streams.kafka import apache
+
+    why = apache.unavailable()
+    if why is not None:
+        pytest.skip(f"Apache Kafka cannot run on this machine: {why}")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        node = apache.ApacheKafka()
+        node.controller_port = taken.getsockname()[1]  # as if another test's process had bound it meanwhile
+        with node:
+            assert node.running and node.controller_port != taken.getsockname()[1]
