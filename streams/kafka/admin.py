@@ -155,9 +155,21 @@ def end_offsets(bootstrap: Bootstrap, topic: str, security: Security = None) -> 
 
 def committed_offsets(bootstrap: Bootstrap, group: str, timeout: float = 10.0,
                       security: Security = None) -> dict[tuple[str, int], int]:
-    """The offsets consumer group `group` has committed, per (topic, partition) it ever committed."""
+    """The offsets consumer group `group` has committed, per (topic, partition) it ever committed.
+
+    A coordinator that is not there yet (Apache Kafka creates its offsets topic on the first
+    group's first request) or is moving is asked again until `timeout`."""
+    deadline = time.monotonic() + timeout
     with _admin(bootstrap, timeout, security) as admin:
-        offsets = admin.list_group_offsets(group).get(group, {})
+        while True:
+            try:
+                offsets = admin.list_group_offsets(group).get(group, {})
+                break
+            except (kafka.errors.CoordinatorNotAvailableError, kafka.errors.NotCoordinatorError,
+                    kafka.errors.CoordinatorLoadInProgressError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
     return {(tp.topic, tp.partition): meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
 
 

@@ -67,8 +67,9 @@ def test_the_surviving_worker_takes_over_a_killed_workers_partitions_and_the_out
             idle = wait_idle_or_stalled(bootstrap, APP_ID, timeout=90, stall=30)
             behind = {} if idle else (lagging(bootstrap, APP_ID, consumed_topics(APP_ID))
                                       or {"output topics": "still growing"})
-            took_over = re.findall(r"outboxes checked partitions=(\d+)", b.log_text())
-            assert took_over and int(took_over[-1]) == 8, f"the survivor did not take all 8 partitions: {took_over}"
+            took_over = re.findall(r"resumed after a rebalance: partitions=\"\[([\d, ]*)\]", b.log_text())
+            assert took_over and len(took_over[-1].split(",")) == 8, \
+                f"the survivor did not take all 8 partitions: {took_over}"
             got = {topic: read_topic(bootstrap, topic) for topic in OUTPUT_TOPICS}
         finally:
             a.kill()
