@@ -32,8 +32,9 @@ STALLED_READ_MAX = 5_000  # records read at most per stalled partition and check
 class Reading:
     """Where each assigned partition stands: expected next, landed, last delivered."""
 
-    def __init__(self, broker: Broker, metrics: Metrics) -> None:
+    def __init__(self, broker: Broker, metrics: Metrics, markers: bool = False) -> None:
         self.broker, self.metrics = broker, metrics
+        self.markers = markers  # transactions: offsets can hold markers that no reader gets
         self.next_offsets: dict[TP, int] = {}  # per partition read: the offset expected next
         self.landed: dict[TP, int] = {}  # partition -> offset after its last landed record
         self.last_seen: dict[TP, float] = {}  # partition -> monotonic time of its last record
@@ -111,11 +112,12 @@ class Reading:
                 continue
             records = await self.broker.read_range(tp[0], tp[1], start, end)
             if not records:
-                # only transaction markers (or aborted records) up to `end`: nothing to process, and
-                # the group may commit past them (else its lag never reaches 0)
-                self.next_offsets[tp] = end
-                self.landed[tp] = max(self.landed.get(tp, 0), end)
-                continue
+                if self.markers:
+                    # only transaction markers (or aborted records) up to `end`: nothing to process,
+                    # and the group may commit past them (else its lag never reaches 0)
+                    self.next_offsets[tp] = end
+                    self.landed[tp] = max(self.landed.get(tp, 0), end)
+                continue  # without transactions: the read came back empty, try again later
             log.warning("partition stalled topic=%s partition=%d at=%d end=%d: read %d records ourselves",
                         tp[0], tp[1], start, ends.get(tp, 0), len(records))
             self.metrics.refetched += len(records)

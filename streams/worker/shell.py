@@ -60,7 +60,7 @@ class Shell:
         self.shop_feed = T.internal_topics(app_id)[2]
         self.side_of = T.side_of(app_id)  # topic -> the side that reads it
         self.metrics = Metrics()
-        self.reading = Reading(broker, self.metrics)
+        self.reading = Reading(broker, self.metrics, markers=transactions is not None)
         self.time = StreamTime(broker, self.reading, self.metrics, mode=clock_mode, partitions=partitions,
                                app_id=app_id, lateness=ctx.rules.allowed_lateness, in_band_marks=in_band_marks,
                                wall_now=wall_now, mark_interval_s=mark_interval_s)
