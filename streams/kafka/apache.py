@@ -157,7 +157,7 @@ class ApacheKafka(LocalBroker):
         classpath = f"{lib}/*"
         if not (self.data_dir / "logs" / "meta.properties").exists():
             formatted = subprocess.run(
-                ["java", "-cp", classpath, "kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c",
+                ["java", "-cp", classpath, "kafka.tools.StorageTool", "format", f"--cluster-id={_cluster_id()}", "-c",
                  str(config)], capture_output=True, text=True, timeout=120)
             if formatted.returncode != 0:
                 raise BrokerError(f"formatting {self.data_dir} failed: {formatted.stderr.strip()[-1000:]}")
@@ -211,7 +211,10 @@ class ApacheKafka(LocalBroker):
 
 
 def _cluster_id() -> str:
-    """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding (what `random-uuid` prints)."""
+    """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding (what `random-uuid` prints).
+
+    One in 64 starts with "-": it is passed as `--cluster-id=ID`, never as a separate argument
+    (the storage tool took such an id for an option and refused to format)."""
     import base64
 
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")

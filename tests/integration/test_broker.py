@@ -209,3 +209,15 @@ def test_apache_kafka_picks_other_ports_when_another_process_took_one_first():
         node.controller_port = taken.getsockname()[1]  # as if another test's process had bound it meanwhile
         with node:
             assert node.running and node.controller_port != taken.getsockname()[1]
+
+
+def test_apache_kafka_starts_with_a_cluster_id_that_begins_with_a_dash(monkeypatch):
+    from streams.kafka import apache
+
+    why = apache.unavailable()
+    if why is not None:
+        pytest.skip(f"Apache Kafka cannot run on this machine: {why}")
+    # one random id in 64 begins with "-" (URL-safe base64); the storage tool once took it for an option
+    monkeypatch.setattr(apache, "_cluster_id", lambda: "-" + "A" * 21)
+    with apache.ApacheKafka() as node:
+        assert node.running

@@ -42,3 +42,4 @@ def test_clients_can_be_sent_to_another_port_while_the_broker_talks_to_itself_di
     config = dict(line.split("=", 1) for line in node._properties().splitlines() if line)
     assert config["advertised.listeners"] == f"PLAINTEXT://127.0.0.1:29999,INTERNAL://127.0.0.1:{node.internal_port}"
     assert len({node.port, node.internal_port, node.controller_port}) == 3
+
