@@ -62,13 +62,15 @@ def repeated(outputs: dict[str, list[dict]]) -> dict[str, list[tuple[str, int]]]
     return {topic: [(key, n) for key, n in count.items() if n > 1] for topic, count in counts.items()}
 
 
-def assert_exactly_the_labels(outputs: dict[str, list[dict]], labels: dict, behind: dict | None = None) -> None:
+def assert_exactly_the_labels(outputs: dict[str, list[dict]], labels: dict, behind: dict | None = None,
+                              orders: int = 2000) -> None:
     """Nothing twice, the worker got to the end of its input, and nothing missing or extra."""
     twice = repeated(outputs)
     assert not any(twice.values()), f"emitted more than once: { {t: v[:5] for t, v in twice.items() if v} }"
     assert not behind, f"the worker stopped committing before the end of its input: (committed, end) {behind}"
     report = compare(labels, outputs[T.VIOLATION_WARNINGS], outputs[T.CANCELLATION_OUTCOMES], outputs[T.SHOP_ALERTS])
-    assert sum(report.expected.values()) > 300 and report.outcomes_expected > 15
+    # the stream really gives warnings to check: about 0.15-0.2 stages per order (300 for 2,000)
+    assert sum(report.expected.values()) > 0.12 * orders and report.outcomes_expected > 15
     assert report.perfect, (f"missing {report.missing[:5]} extra {report.extra[:5]} outcomes missing "
                             f"{report.outcomes_missing[:5]} extra {report.outcomes_extra[:5]} alerts missing "
                             f"{report.alerts_missing[:5]} extra {report.alerts_extra[:5]}")
@@ -124,4 +126,4 @@ def test_a_worker_killed_five_times_mid_stream_emits_every_output_exactly_once(t
         text = log.read_text(encoding="utf-8", errors="replace")
         print(f"the consumer skipped records: {text.count('offset gap ')} holes and "
               f"{text.count('partition stalled ')} silent tails read back by the workers")
-    assert_exactly_the_labels(outputs, labels, behind)
+    assert_exactly_the_labels(outputs, labels, behind, orders)
