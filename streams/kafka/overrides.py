@@ -43,21 +43,19 @@ The table: each row says what is overridden or read, why, and which test proves 
    test: tests/integration/test_compat.py, tests/integration/test_dashboard.py
 10. aiokafka producer client's `add_topic` and `_topics` (every producer of the worker: Faust's, via
     Faust's `Producer._new_producer`, and the output producer)
-   why:  a producer that once waited for a topic missing from its metadata (a changelog Faust had just
-         created on Apache Kafka) asked only for that topic from then on, and each answer replaced the
-         whole metadata: the leaders of every other topic were forgotten, batches already queued for
-         them waited for a leader forever, and the worker processed nothing (1 start in 3 on a fresh
-         Apache Kafka)
+   why:  a producer that once waited for a topic new to its metadata (a changelog Faust had just
+         created) asked for that topic alone from then on, forgot every other topic's leaders, and
+         the worker processed nothing (4 starts in 14 on a fresh Apache Kafka)
+   test: tests/integration/test_overrides.py
+11. `AIOKafkaConsumerThread._create_worker_consumer`, wrapped to set `_isolation_level` (with transactions)
+   why:  Faust reads `read_committed` only under its own exactly_once, which shipguard does not use
+         (its transactions are its own, per side and partition); without it the worker would restore
+         and read aborted changelog records, feed messages and a fenced worker's writes
    test: tests/integration/test_overrides.py
 12. `AIOKafkaConsumerThread._highwaters`, wrapped (with transactions)
    why:  a changelog written in transactions ends with a commit marker that no consumer delivers;
          Faust's recovery waits for the record at end - 1 and a restarted worker never got ready
    test: tests/integration/test_fencing.py
-11. `AIOKafkaConsumerThread._create_worker_consumer`, wrapped to set `_isolation_level` (with transactions)
-   why:  Faust reads `read_committed` only under its own exactly_once, which shipguard does not use
-         (its transactions are its own, per state partition); without it the worker would restore
-         and read aborted changelog records, feed messages and a fenced worker's writes
-   test: tests/integration/test_overrides.py
 """
 
 from __future__ import annotations
@@ -73,6 +71,17 @@ from streams.kafka.errors import AMBIGUOUS
 
 log = logging.getLogger("shipguard")
 _ORIGINAL = "__shipguard_original__"
+
+
+def _install(owner: Any, name: str, wrap: Callable[[Any], Any], marker: str = _ORIGINAL) -> bool:
+    """`owner.<name>` = `wrap(current)`, marked (value: `current`); False if already marked."""
+    current = getattr(owner, name)
+    if hasattr(current, marker):
+        return False
+    wrapper = wrap(current)
+    setattr(wrapper, marker, current)
+    setattr(owner, name, wrapper)  # the override itself
+    return True
 RaiseEnds = Callable[[Any, Mapping[Any, int]], Awaitable[dict[Any, int]]]
 
 
@@ -90,21 +99,19 @@ def install_end_offset_fix(raise_to_highwater: RaiseEnds) -> bool:
     """
     from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
-    current = AIOKafkaConsumerThread._highwaters
-    if hasattr(current, _ORIGINAL):
-        return False
+    def wrap(current: Any) -> Any:
+        @functools.wraps(current)
+        async def _highwaters(self: AIOKafkaConsumerThread, partitions: Any) -> Mapping[Any, int]:
+            reported = await current(self, partitions)
+            if self.consumer.in_transaction:
+                return reported
+            return await raise_to_highwater(client_of(self._ensure_consumer()), reported)
+        return _highwaters
 
-    @functools.wraps(current)
-    async def _highwaters(self: AIOKafkaConsumerThread, partitions: Any) -> Mapping[Any, int]:
-        reported = await current(self, partitions)
-        if self.consumer.in_transaction:
-            return reported
-        return await raise_to_highwater(client_of(self._ensure_consumer()), reported)
-
-    setattr(_highwaters, _ORIGINAL, current)
-    AIOKafkaConsumerThread._highwaters = _highwaters  # type: ignore[method-assign]  # the override itself
-    log.info("embedded broker: Faust recovery reads changelog ends from Fetch high-water marks")
-    return True
+    installed = _install(AIOKafkaConsumerThread, "_highwaters", wrap)
+    if installed:
+        log.info("embedded broker: Faust recovery reads changelog ends from Fetch high-water marks")
+    return installed
 
 
 def uninstall_end_offset_fix() -> bool:
@@ -121,20 +128,22 @@ def install_fetch_wait_fix(wait_ms: int) -> bool:
     """
     from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
-    current = AIOKafkaConsumerThread._create_worker_consumer
-    if hasattr(current, _ORIGINAL):
-        return False
+    installed = _install(AIOKafkaConsumerThread, "_create_worker_consumer",
+                         lambda current: _setting_consumer(current, "_fetch_max_wait_ms", wait_ms))
+    if installed:
+        log.info("embedded broker: Faust's consumer waits at most %d ms per fetch", wait_ms)
+    return installed
+
+
+def _setting_consumer(current: Any, attribute: str, value: Any) -> Any:
+    """A `_create_worker_consumer` that sets `attribute` on the new (not yet started) consumer."""
 
     @functools.wraps(current)
-    def _create_worker_consumer(self: AIOKafkaConsumerThread, transport: Any) -> Any:
+    def _create_worker_consumer(self: Any, transport: Any) -> Any:
         consumer = current(self, transport)
-        consumer._fetch_max_wait_ms = wait_ms
+        setattr(consumer, attribute, value)
         return consumer
-
-    setattr(_create_worker_consumer, _ORIGINAL, current)
-    AIOKafkaConsumerThread._create_worker_consumer = _create_worker_consumer  # type: ignore[method-assign]  # the override itself
-    log.info("embedded broker: Faust's consumer waits at most %d ms per fetch", wait_ms)
-    return True
+    return _create_worker_consumer
 
 
 def uninstall_fetch_wait_fix() -> bool:
@@ -320,13 +329,10 @@ def client_of(consumer: Any) -> Any:
 def keep_every_topic(producer: Any) -> None:
     """Make `producer`'s metadata refreshes always ask for every topic.
 
-    aiokafka 0.14's client asks for all topics while its `_topics` is empty, which a producer's
-    stays until `_wait_on_metadata` meets a topic missing from its metadata and `add_topic`s it.
-    From then on each refresh asks for the added topics alone, and `ClusterMetadata.update_metadata`
-    replaces the whole cluster view with the answer: every other topic's leaders are gone, and a
-    batch queued for one of them makes the sender ask again, for the same topics, without end. Here
-    `add_topic` only forces a refresh (of everything), so the waiting loop still sees the new topic
-    once it exists, and nothing is forgotten.
+    aiokafka 0.14's client asks for all topics while `_topics` is empty; once `_wait_on_metadata`
+    `add_topic`s a topic it had not heard of, each refresh asks for the added topics alone and
+    replaces the whole cluster view: a batch queued for any other topic waits for a leader without
+    end. Here `add_topic` only forces a refresh of everything, which still finds the new topic.
     """
     client = producer.client
     client._topics = set()
@@ -341,19 +347,15 @@ def install_every_topic_fix() -> bool:
     """Apply `keep_every_topic` to every producer Faust creates; idempotent. True if installed now."""
     from faust.transport.drivers.aiokafka import Producer
 
-    current = Producer._new_producer
-    if hasattr(current, _ORIGINAL):
-        return False
+    def wrap(current: Any) -> Any:
+        @functools.wraps(current)
+        def _new_producer(self: Producer, transactional_id: str | None = None) -> Any:
+            producer = current(self, transactional_id)
+            keep_every_topic(producer)
+            return producer
+        return _new_producer
 
-    @functools.wraps(current)
-    def _new_producer(self: Producer, transactional_id: str | None = None) -> Any:
-        producer = current(self, transactional_id)
-        keep_every_topic(producer)
-        return producer
-
-    setattr(_new_producer, _ORIGINAL, current)
-    Producer._new_producer = _new_producer  # type: ignore[method-assign]  # the override itself
-    return True
+    return _install(Producer, "_new_producer", wrap)
 
 
 # ---- 11: Faust's consumer reads only committed records ---------------------------------------------
@@ -365,31 +367,20 @@ def install_read_committed() -> bool:
 
     Faust 0.15.3 sets it in `_create_worker_consumer` only when `processing_guarantee` is
     exactly_once; the wrapper sets the new (not yet started) consumer's `_isolation_level`, which
-    aiokafka hands to its Fetcher at start. Installed only with transactions (Apache Kafka), where
-    the embedded broker's fetch wait fix (row 2, which wraps the same method) is never installed.
-    True if this call installed it.
+    aiokafka hands to its Fetcher at start. Only with transactions (Apache Kafka), where row 2 (the
+    same method) is never installed. True if this call installed it.
     """
     from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
-    current = AIOKafkaConsumerThread._create_worker_consumer
-    if getattr(current, _READ_COMMITTED, False):
-        return False
-
-    def _create_worker_consumer(self: AIOKafkaConsumerThread, transport: Any) -> Any:
-        consumer = current(self, transport)
-        consumer._isolation_level = "read_committed"
-        return consumer
-
-    setattr(_create_worker_consumer, _READ_COMMITTED, True)
-    AIOKafkaConsumerThread._create_worker_consumer = _create_worker_consumer  # type: ignore[method-assign]  # the override itself
-    return True
+    return _install(AIOKafkaConsumerThread, "_create_worker_consumer",
+                    lambda current: _setting_consumer(current, "_isolation_level", "read_committed"),
+                    marker=_READ_COMMITTED)
 
 
 # ---- 12: Faust's recovery ends at the last committed record ----------------------------------------
-LowerEnds = Callable[[Mapping[Any, int]], Awaitable[dict[Any, int]]]
 
 
-def install_transactional_ends(lower: LowerEnds) -> bool:
+def install_transactional_ends(lower: Callable[[Mapping[Any, int]], Awaitable[dict[Any, int]]]) -> bool:
     """Make Faust's table recovery end at each changelog's last committed record; idempotent.
 
     `AIOKafkaConsumerThread._highwaters` answers the last stable offset (read_committed), which
@@ -399,14 +390,10 @@ def install_transactional_ends(lower: LowerEnds) -> bool:
     """
     from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
-    current = AIOKafkaConsumerThread._highwaters
-    if hasattr(current, _ORIGINAL):
-        return False
+    def wrap(current: Any) -> Any:
+        @functools.wraps(current)
+        async def _highwaters(self: AIOKafkaConsumerThread, partitions: Any) -> Mapping[Any, int]:
+            return await lower(await current(self, partitions))
+        return _highwaters
 
-    @functools.wraps(current)
-    async def _highwaters(self: AIOKafkaConsumerThread, partitions: Any) -> Mapping[Any, int]:
-        return await lower(await current(self, partitions))
-
-    setattr(_highwaters, _ORIGINAL, current)
-    AIOKafkaConsumerThread._highwaters = _highwaters  # type: ignore[method-assign]  # the override itself
-    return True
+    return _install(AIOKafkaConsumerThread, "_highwaters", wrap)
